@@ -1,0 +1,12 @@
+//! bouncegate: an SMTP gateway that keeps a sender's mailing honest and deliverable.
+//!
+//! Data flows one way: `smtp` (sessions) → `inbound` (route a received mail) → `analysis` (parse and
+//! classify) → `store`; and `relay` (accept) → `policy` (may this go out?) → `queue` → upstream.
+//! `service` is the one layer the edges (`cli`, `api`) call; `serve` wires everything together.
+
+pub mod address;
+pub mod config;
+pub mod model;
+pub mod policy;
+pub mod secret;
+pub mod store;

@@ -1,0 +1,76 @@
+//! The event log: every bounce, delay, complaint, unsubscribe and auto-reply seen, and every lift,
+//! consent and erasure done.
+
+use sqlx::{Any, Transaction};
+
+use super::{Store, StoreError, rows};
+use crate::model::{Timestamp, format_time};
+use crate::secret::AddressHash;
+
+/// An event to log. Text fields are stored as given; `address` is dropped for erased addresses.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub occurred_at: Option<Timestamp>,
+    pub kind: String,
+    pub address: Option<String>,
+    pub address_hash: Option<AddressHash>,
+    pub company: String,
+    pub brand: String,
+    pub reason: Option<String>,
+    pub class: Option<String>,
+    pub status: Option<String>,
+    pub reply_code: Option<String>,
+    pub diagnostic: Option<String>,
+    pub message_id: Option<String>,
+    pub verified: bool,
+    pub evidence_id: Option<i64>,
+    pub source: Option<String>,
+    pub note: Option<String>,
+}
+
+impl Store {
+    /// Logs one event on its own.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn record_event(&self, event: &NewEvent, now: Timestamp) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let id = insert_event(&mut tx, event, now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+}
+
+/// Logs an event inside a transaction.
+pub(crate) async fn insert_event(
+    tx: &mut Transaction<'static, Any>,
+    event: &NewEvent,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO events (occurred_at, kind, address, address_hash, company, brand, reason, class, status, \
+           reply_code, diagnostic, message_id, verified, evidence_id, source, note) \
+         VALUES ($1, $2, \
+           CASE WHEN EXISTS (SELECT 1 FROM erasures WHERE address_hash = $4) THEN NULL ELSE $3 END, \
+           $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+    )
+    .bind(format_time(&event.occurred_at.unwrap_or(now)))
+    .bind(&event.kind)
+    .bind(event.address.as_deref())
+    .bind(event.address_hash.as_ref().map(AddressHash::as_str))
+    .bind(&event.company)
+    .bind(&event.brand)
+    .bind(event.reason.as_deref())
+    .bind(event.class.as_deref())
+    .bind(event.status.as_deref())
+    .bind(event.reply_code.as_deref())
+    .bind(event.diagnostic.as_deref())
+    .bind(event.message_id.as_deref())
+    .bind(i64::from(event.verified))
+    .bind(event.evidence_id)
+    .bind(event.source.as_deref())
+    .bind(event.note.as_deref())
+    .fetch_one(&mut **tx)
+    .await?;
+    rows::int(&row, "id")
+}

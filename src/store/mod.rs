@@ -1,0 +1,218 @@
+//! The suppression database: the only module with SQL.
+//!
+//! One code path for SQLite (embedded default) and PostgreSQL (shared by several instances), through
+//! sqlx's `Any` driver; only the migrations differ per backend. Owns durability and the invariants
+//! that must hold whoever writes: no duplicate active suppression, no plain address stored for an
+//! erased hash, evidence append-only. Knows nothing of the decision rules (`policy`).
+
+mod events;
+mod evidence;
+mod people;
+mod rows;
+mod suppressions;
+
+use std::path::Path;
+use std::sync::Once;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{AnyPool, Executor, Row, Transaction};
+
+pub use events::NewEvent;
+pub use evidence::{EvidenceRecord, NewEvidence};
+pub use people::{ConsentOutcome, NewConsent};
+pub use suppressions::{AddOutcome, BatchOutcome, NewSuppression};
+
+use crate::address::EmailAddress;
+use crate::secret::{AddressHash, AddressHasher, InstallationSecret, SecretFormatError};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+const SECRET_KEY: &str = "installation_secret";
+
+/// The store failed; callers retry (`Database`) or report (the others).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("cannot create the folder for the SQLite database {path}: {source}")]
+    CreateFolder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot apply the database migrations: {0}")]
+    Migrate(#[from] MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the database holds a value this version does not understand: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Secret(#[from] SecretFormatError),
+}
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The suppression database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    secret: InstallationSecret,
+    hasher: AddressHasher,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects, applies pending migrations and loads (or creates) the installation secret.
+    ///
+    /// # Errors
+    /// The URL is not SQLite or PostgreSQL, the database cannot be reached or migrated.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let (backend, url) = prepare_url(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; FULL syncs every commit, so what
+                        // got a 250 survives a power cut, not only a crash.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(StoreError::Connect)?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await?;
+        let secret = load_or_create_secret(&pool).await?;
+        Ok(Store {
+            hasher: secret.address_hasher(),
+            pool,
+            backend,
+            secret,
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The installation secret (for tokens minted elsewhere).
+    pub fn secret(&self) -> &InstallationSecret {
+        &self.secret
+    }
+
+    /// The keyed hash under which `address` is stored.
+    pub fn hash(&self, address: &EmailAddress) -> AddressHash {
+        self.hasher.hash(address)
+    }
+
+    /// A hasher for bulk work.
+    pub fn hasher(&self) -> &AddressHasher {
+        &self.hasher
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction. SQLite takes the write lock at once, so two writers queue on the busy
+    /// timeout instead of failing on a lock upgrade.
+    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+}
+
+/// Splits the backend off the URL; for SQLite, creates the folder and asks for the file to be created.
+fn prepare_url(url: &str) -> Result<(Backend, String), StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_string()));
+    }
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+        return Err(StoreError::UnsupportedUrl(url.to_string()));
+    };
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(StoreError::UnsupportedUrl(url.to_string()));
+    }
+    if path != ":memory:"
+        && let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateFolder {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    let params = if params.split('&').any(|p| p.starts_with("mode=")) {
+        params.to_string()
+    } else if params.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{params}&mode=rwc")
+    };
+    Ok((Backend::Sqlite, format!("sqlite://{path}?{params}")))
+}
+
+/// Several instances may start at once on one PostgreSQL: the first insert wins, all read it back.
+async fn load_or_create_secret(pool: &AnyPool) -> Result<InstallationSecret, StoreError> {
+    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+        .bind(SECRET_KEY)
+        .bind(InstallationSecret::generate().to_hex())
+        .execute(pool)
+        .await?;
+    let row: AnyRow = sqlx::query("SELECT value FROM settings WHERE key = $1")
+        .bind(SECRET_KEY)
+        .fetch_one(pool)
+        .await?;
+    let value: String = row.try_get("value")?;
+    Ok(InstallationSecret::from_hex(&value)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_their_folder_and_create_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/db.sqlite");
+        let (backend, url) = prepare_url(&format!("sqlite://{}", path.display())).unwrap();
+        assert_eq!(backend, Backend::Sqlite);
+        assert!(url.ends_with("?mode=rwc"), "{url}");
+        assert!(path.parent().unwrap().is_dir());
+        let (_, url) = prepare_url("sqlite://x.db?mode=ro").unwrap();
+        assert_eq!(url, "sqlite://x.db?mode=ro");
+        assert_eq!(prepare_url("postgres://u@h/db").unwrap().0, Backend::Postgres);
+        assert!(matches!(prepare_url("mysql://x"), Err(StoreError::UnsupportedUrl(_))));
+    }
+}
