@@ -5,8 +5,12 @@
 //! `service` is the one layer the edges (`cli`, `api`) call; `serve` wires everything together.
 
 pub mod address;
+pub mod bulk;
+pub mod cli;
 pub mod config;
 pub mod model;
 pub mod policy;
 pub mod secret;
+pub mod serve;
+pub mod service;
 pub mod store;

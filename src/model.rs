@@ -272,8 +272,16 @@ pub fn serialize_time<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok
     s.serialize_str(&format_time(t))
 }
 
+/// Serde helper: an optional timestamp in its one text form, or null.
+pub fn serialize_opt_time<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => serialize_time(t, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// An active (not lifted) suppression as the decision needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SuppressionRecord {
     pub id: i64,
     /// The address as given; `None` once erased.
@@ -283,7 +291,9 @@ pub struct SuppressionRecord {
     pub reason: Reason,
     pub source: Source,
     pub note: Option<String>,
+    #[serde(serialize_with = "serialize_time")]
     pub created_at: Timestamp,
+    #[serde(serialize_with = "serialize_opt_time")]
     pub expires_at: Option<Timestamp>,
     pub evidence_id: Option<i64>,
 }

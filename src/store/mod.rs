@@ -20,7 +20,7 @@ use sqlx::{AnyPool, Executor, Row, Transaction};
 
 pub use events::NewEvent;
 pub use evidence::{EvidenceRecord, NewEvidence};
-pub use people::{ConsentOutcome, NewConsent};
+pub use people::{ConsentOutcome, EraseOutcome, NewConsent};
 pub use suppressions::{AddOutcome, BatchOutcome, NewSuppression};
 
 use crate::address::EmailAddress;
