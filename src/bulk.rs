@@ -16,7 +16,7 @@ use crate::service::{CheckRequest, ServiceError, SuppressRequest, SuppressionSer
 use crate::store::NewSuppression;
 
 /// Rows written per transaction.
-const IMPORT_BATCH: usize = 2_000;
+const IMPORT_BATCH: usize = 20_000;
 /// Addresses looked up together when filtering.
 const FILTER_BATCH: usize = 2_000;
 /// Rows reported one by one before the rest are only counted.
@@ -61,7 +61,9 @@ pub struct SuppressionRow {
 
 fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let value: Option<String> = Option::deserialize(d)?;
-    Ok(value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()))
+    Ok(value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty()))
 }
 
 /// A row that was not imported or not filtered, with its line in the file.
@@ -136,7 +138,10 @@ fn sniff_delimiter(first_line: &str) -> u8 {
 
 fn first_line<R: BufRead>(input: &mut R) -> io::Result<String> {
     let buffer = input.fill_buf()?;
-    let end = buffer.iter().position(|&b| b == b'\n').unwrap_or(buffer.len());
+    let end = buffer
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(buffer.len());
     Ok(String::from_utf8_lossy(&buffer[..end]).into_owned())
 }
 
@@ -237,7 +242,10 @@ fn prepare_row(
     }
 }
 
-fn validate_row(service: &SuppressionService, row: &SuppressionRow) -> Result<NewSuppression, String> {
+fn validate_row(
+    service: &SuppressionService,
+    row: &SuppressionRow,
+) -> Result<NewSuppression, String> {
     let reason = row.reason.parse().map_err(|e| format!("{e}"))?;
     let channel = match &row.channel {
         Some(c) => c.parse().map_err(|e| format!("{e}"))?,
@@ -260,7 +268,9 @@ fn validate_row(service: &SuppressionService, row: &SuppressionRow) -> Result<Ne
         created_at,
         expires_at: None,
     };
-    service.prepare_suppression(&request).map_err(|e| e.to_string())
+    service
+        .prepare_suppression(&request)
+        .map_err(|e| e.to_string())
 }
 
 async fn flush(
@@ -283,16 +293,25 @@ async fn flush(
 ///
 /// # Errors
 /// Writing failed, or the store failed.
-pub async fn export<W: Write>(service: &SuppressionService, output: W, format: Format) -> Result<ExportReport, BulkError> {
+pub async fn export<W: Write>(
+    service: &SuppressionService,
+    output: W,
+    format: Format,
+) -> Result<ExportReport, BulkError> {
     let mut report = ExportReport::default();
     let mut rows = service.store().active_suppressions();
     let now = chrono::Utc::now();
-    let mut sink = match format {
-        Format::Csv => Sink::Csv(csv::WriterBuilder::new().has_headers(false).from_writer(io::BufWriter::new(output))),
-        Format::Jsonl => Sink::Plain(io::BufWriter::new(output)),
-    };
+    let mut sink = Sink::new(output, format == Format::Csv, b',');
     if let Sink::Csv(writer) = &mut sink {
-        writer.write_record(["email", "reason", "company", "brand", "channel", "note", "created_at"])?;
+        writer.write_record([
+            "email",
+            "reason",
+            "company",
+            "brand",
+            "channel",
+            "note",
+            "created_at",
+        ])?;
     }
     while let Some(record) = rows.try_next().await.map_err(ServiceError::from)? {
         if !record.is_in_force(now) {
@@ -317,20 +336,20 @@ pub async fn export<W: Write>(service: &SuppressionService, output: W, format: F
 
 /// A buffered output written as CSV records or as plain lines.
 enum Sink<W: Write> {
-    Csv(csv::Writer<io::BufWriter<W>>),
+    Csv(Box<csv::Writer<io::BufWriter<W>>>),
     Plain(io::BufWriter<W>),
 }
 
 impl<W: Write> Sink<W> {
     fn new(output: W, csv: bool, delimiter: u8) -> Self {
         if csv {
-            Sink::Csv(
+            Sink::Csv(Box::new(
                 csv::WriterBuilder::new()
                     .has_headers(false)
                     .delimiter(delimiter)
                     .flexible(true)
                     .from_writer(io::BufWriter::new(output)),
-            )
+            ))
         } else {
             Sink::Plain(io::BufWriter::new(output))
         }
@@ -475,7 +494,10 @@ async fn decide_batch<W: Write, X: Write>(
     out: &mut Output<W, X>,
     report: &mut FilterReport,
 ) -> Result<(), BulkError> {
-    let valid: Vec<EmailAddress> = pending.iter().filter_map(|p| p.address.as_ref().ok().cloned()).collect();
+    let valid: Vec<EmailAddress> = pending
+        .iter()
+        .filter_map(|p| p.address.as_ref().ok().cloned())
+        .collect();
     let verdicts = service.check_many(&valid, request).await?;
     let mut verdicts = verdicts.into_iter();
     for entry in pending.drain(..) {
@@ -483,10 +505,19 @@ async fn decide_batch<W: Write, X: Write>(
         let outcome = match &entry.address {
             Ok(_) => {
                 let verdict = verdicts.next().expect("one verdict per valid address");
-                if verdict.allowed { Ok(()) } else { Err(describe(&verdict)) }
+                if verdict.allowed {
+                    Ok(())
+                } else {
+                    Err(describe(&verdict))
+                }
             }
             // A letter-shop row without e-mail cannot match an e-mail-keyed block; it goes out.
-            Err(_) if request.channel == Channel::Postal && entry.address.as_ref().is_err_and(|e| e == "no address") => Ok(()),
+            Err(_)
+                if request.channel == Channel::Postal
+                    && entry.address.as_ref().is_err_and(|e| e == "no address") =>
+            {
+                Ok(())
+            }
             Err(message) => Err(message.clone()),
         };
         match outcome {
@@ -515,16 +546,18 @@ fn describe(verdict: &Verdict) -> String {
 /// Where filter results go: sendable entries as they came; rejected ones as CSV with a `reason` column.
 struct Output<W: Write, X: Write> {
     sendable: Sink<W>,
-    rejected: Option<csv::Writer<io::BufWriter<X>>>,
+    rejected: Option<Box<csv::Writer<io::BufWriter<X>>>>,
 }
 
 impl<W: Write, X: Write> Output<W, X> {
     fn new(sendable: W, rejected: Option<X>, delimiter: u8, is_csv: bool) -> Self {
         Self {
             sendable: Sink::new(sendable, is_csv, delimiter),
-            rejected: rejected.map(|r| match Sink::new(r, true, if is_csv { delimiter } else { b',' }) {
-                Sink::Csv(writer) => writer,
-                Sink::Plain(_) => unreachable!("asked for CSV"),
+            rejected: rejected.map(|r| {
+                match Sink::new(r, true, if is_csv { delimiter } else { b',' }) {
+                    Sink::Csv(writer) => writer,
+                    Sink::Plain(_) => unreachable!("asked for CSV"),
+                }
             }),
         }
     }
@@ -535,7 +568,11 @@ impl<W: Write, X: Write> Output<W, X> {
         }
         if let Some(rejected) = self.rejected.as_mut() {
             let mut with_reason = headers.clone();
-            with_reason.push_field(if headers.iter().any(|h| h == "reason") { "rejected_reason" } else { "reason" });
+            with_reason.push_field(if headers.iter().any(|h| h == "reason") {
+                "rejected_reason"
+            } else {
+                "reason"
+            });
             rejected.write_record(&with_reason)?;
         }
         Ok(())
@@ -558,7 +595,9 @@ impl<W: Write, X: Write> Output<W, X> {
     }
 
     fn rejected(&mut self, entry: &Entry, reason: &str) -> Result<(), BulkError> {
-        let Some(rejected) = self.rejected.as_mut() else { return Ok(()) };
+        let Some(rejected) = self.rejected.as_mut() else {
+            return Ok(());
+        };
         let mut record = match entry {
             Entry::Line(text) => csv::StringRecord::from(vec![text.as_str()]),
             Entry::Csv(record) => record.clone(),

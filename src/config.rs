@@ -206,7 +206,9 @@ impl Config {
     /// # Errors
     /// The file cannot be read, is not valid TOML, has unknown keys or inconsistent settings.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let from_env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let from_env = std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         let mut config = match path.map(Path::to_path_buf).or(from_env) {
             Some(path) => {
                 let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
@@ -217,7 +219,10 @@ impl Config {
             }
             None => Config::default(),
         };
-        if let Some(url) = std::env::var(DATABASE_URL_ENV).ok().filter(|v| !v.is_empty()) {
+        if let Some(url) = std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
             config.database.url = url;
         }
         Ok(config)
@@ -232,12 +237,14 @@ impl Config {
             path: path.to_path_buf(),
             source: Box::new(source),
         })?;
-        config.validate().map_err(|(span, key, message)| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line: line_of(text, span.start),
-            key,
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(span, key, message)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: line_of(text, span.start),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -265,7 +272,11 @@ impl Config {
             let key = format!("companies[{i}].id");
             check_identifier(id).map_err(|m| (company.id.span(), key.clone(), m))?;
             if self.companies[..i].iter().any(|c| c.id() == id) {
-                return Err((company.id.span(), key, format!("company {id:?} is defined twice")));
+                return Err((
+                    company.id.span(),
+                    key,
+                    format!("company {id:?} is defined twice"),
+                ));
             }
             for (j, brand) in company.brands.iter().enumerate() {
                 let key = format!("companies[{i}].brands[{j}]");
@@ -292,13 +303,19 @@ impl Config {
                         !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                     });
                 if !valid {
-                    return Err((domain.span(), key, format!("{:?} is not a domain name", domain.get_ref())));
+                    return Err((
+                        domain.span(),
+                        key,
+                        format!("{:?} is not a domain name", domain.get_ref()),
+                    ));
                 }
                 if let Some((_, owner)) = domain_owner.iter().find(|(d, _)| *d == normalized) {
                     return Err((
                         domain.span(),
                         key,
-                        format!("domain {normalized:?} is already a sender domain of company {owner:?}"),
+                        format!(
+                            "domain {normalized:?} is already a sender domain of company {owner:?}"
+                        ),
                     ));
                 }
                 domain_owner.push((normalized, id));
@@ -310,14 +327,20 @@ impl Config {
                 return Err((
                     client.company.span(),
                     company_key,
-                    format!("no [[companies]] entry has id {:?}", client.company.get_ref()),
+                    format!(
+                        "no [[companies]] entry has id {:?}",
+                        client.company.get_ref()
+                    ),
                 ));
             };
             if client.password.is_some() == client.password_hash.is_some() {
                 return Err((
                     client.company.span(),
                     format!("relay.clients[{i}].password"),
-                    format!("client {:?} needs exactly one of `password` or `password_hash`", client.user),
+                    format!(
+                        "client {:?} needs exactly one of `password` or `password_hash`",
+                        client.user
+                    ),
                 ));
             }
             for (j, brand) in client.brands.iter().enumerate() {
@@ -325,7 +348,11 @@ impl Config {
                     return Err((
                         brand.span(),
                         format!("relay.clients[{i}].brands[{j}]"),
-                        format!("brand {:?} is not a brand of company {:?}", brand.get_ref(), company.id()),
+                        format!(
+                            "brand {:?} is not a brand of company {:?}",
+                            brand.get_ref(),
+                            company.id()
+                        ),
                     ));
                 }
             }
@@ -338,7 +365,9 @@ impl Config {
 fn check_identifier(id: &str) -> Result<(), String> {
     let valid = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         && !id.starts_with('-');
     if valid {
         Ok(())
@@ -377,20 +406,32 @@ mod tests {
         let text = include_str!("../config/bouncegate.toml");
         let config = parse(text).unwrap();
         assert_eq!(config.companies.len(), 2);
-        assert_eq!(config.relay.clients[0].default_class, MailClass::Promotional);
-        assert_eq!(config.company_for_domain("mail.acme.example").unwrap().id(), "acme");
+        assert_eq!(
+            config.relay.clients[0].default_class,
+            MailClass::Promotional
+        );
+        assert_eq!(
+            config.company_for_domain("mail.acme.example").unwrap().id(),
+            "acme"
+        );
     }
 
     #[test]
     fn bad_configs_name_the_key_and_the_line() {
         for (text, expected) in [
-            ("[database]\nurl = 'x'\nbogus = 1\n", "unknown field `bogus`"),
+            (
+                "[database]\nurl = 'x'\nbogus = 1\n",
+                "unknown field `bogus`",
+            ),
             ("[inbound]\nlisten = 'not an address'\n", "line 2"),
             (
                 "[[companies]]\nid = 'acme'\nbrands = ['news']\n\n[[companies]]\nid = 'other'\nbrands = ['news']\n",
                 "line 7: `companies[1].brands[0]`: brand \"news\" already belongs to company \"acme\"",
             ),
-            ("[[companies]]\nid = 'Acme Corp'\n", "line 2: `companies[0].id`"),
+            (
+                "[[companies]]\nid = 'Acme Corp'\n",
+                "line 2: `companies[0].id`",
+            ),
             (
                 "[[companies]]\nid = 'acme'\n[[relay.clients]]\nuser = 'u'\npassword = 'p'\ncompany = 'nope'\n",
                 "line 6: `relay.clients[0].company`: no [[companies]] entry has id \"nope\"",
@@ -399,11 +440,17 @@ mod tests {
                 "[[companies]]\nid = 'acme'\nbrands = ['news']\n[[relay.clients]]\nuser = 'u'\npassword = 'p'\ncompany = 'acme'\nbrands = ['shop']\n",
                 "line 8: `relay.clients[0].brands[0]`",
             ),
-            ("[policy]\nservice_blocked_by = ['bogus']\n", "not a valid reason"),
+            (
+                "[policy]\nservice_blocked_by = ['bogus']\n",
+                "not a valid reason",
+            ),
             ("[relay.clients]\n", "invalid type"),
         ] {
             let err = parse(text).unwrap_err().to_string();
-            assert!(err.contains(expected), "for {text:?}\n got: {err}\n want: {expected}");
+            assert!(
+                err.contains(expected),
+                "for {text:?}\n got: {err}\n want: {expected}"
+            );
             assert!(err.contains("test.toml"), "{err}");
         }
     }

@@ -118,12 +118,15 @@ vocabulary! {
     }
 }
 
+// Spelled out rather than derived: the safe default is a decision, not an accident of order.
+#[allow(clippy::derivable_impls)]
 impl Default for MailClass {
     fn default() -> Self {
         MailClass::Promotional
     }
 }
 
+#[allow(clippy::derivable_impls)]
 impl Default for Channel {
     fn default() -> Self {
         Channel::Email
@@ -222,7 +225,10 @@ impl Scope {
         match self {
             Scope::Global => true,
             Scope::Company(c) => c == company,
-            Scope::Brand { company: c, brand: b } => c == company && brand == Some(b.as_str()),
+            Scope::Brand {
+                company: c,
+                brand: b,
+            } => c == company && brand == Some(b.as_str()),
         }
     }
 }
@@ -273,7 +279,10 @@ pub fn serialize_time<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok
 }
 
 /// Serde helper: an optional timestamp in its one text form, or null.
-pub fn serialize_opt_time<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+pub fn serialize_opt_time<S: serde::Serializer>(
+    t: &Option<Timestamp>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => serialize_time(t, s),
         None => s.serialize_none(),
@@ -352,7 +361,11 @@ mod tests {
             (&brand, "acme", Some("shop"), false),
             (&brand, "acme", None, false),
         ] {
-            assert_eq!(scope.covers(company_id, brand_id), expected, "{scope} vs {company_id}/{brand_id:?}");
+            assert_eq!(
+                scope.covers(company_id, brand_id),
+                expected,
+                "{scope} vs {company_id}/{brand_id:?}"
+            );
         }
         assert_eq!(Scope::from_parts(None, Some("news")), None);
         assert_eq!(brand.to_string(), "brand:acme/news");

@@ -81,7 +81,8 @@ impl Policy {
     /// May this mail go to the address whose records these are?
     pub fn check(&self, records: &AddressRecords, query: SendQuery<'_>, now: Timestamp) -> Verdict {
         let mut blocking = Vec::new();
-        if let Some(erased_at) = erased_and_not_reconsented(records, query.company, query.brand, query.channel)
+        if let Some(erased_at) =
+            erased_and_not_reconsented(records, query.company, query.brand, query.channel)
             && query.class == MailClass::Promotional
         {
             blocking.push(Blocking {
@@ -94,7 +95,9 @@ impl Policy {
             });
         }
         for suppression in standing(records, query.company, query.brand, query.channel, now) {
-            if query.class == MailClass::Service && !self.service_blocked_by.contains(&suppression.reason) {
+            if query.class == MailClass::Service
+                && !self.service_blocked_by.contains(&suppression.reason)
+            {
                 continue;
             }
             blocking.push(Blocking {
@@ -115,7 +118,12 @@ impl Policy {
 }
 
 /// The e-mail status for a company (and brand): `D` erased, `B` bounced, `U` opted out, `A` active.
-pub fn status(records: &AddressRecords, company: &str, brand: Option<&str>, now: Timestamp) -> ContactStatus {
+pub fn status(
+    records: &AddressRecords,
+    company: &str,
+    brand: Option<&str>,
+    now: Timestamp,
+) -> ContactStatus {
     if erased_and_not_reconsented(records, company, brand, Channel::Email).is_some() {
         return ContactStatus::Deleted;
     }
@@ -142,7 +150,8 @@ fn standing<'r>(
         s.channel == channel
             && s.is_in_force(now)
             && s.scope.covers(company, brand)
-            && !(s.reason.is_owner_opt_out() && consented_after(records, company, brand, channel, s.created_at))
+            && !(s.reason.is_owner_opt_out()
+                && consented_after(records, company, brand, channel, s.created_at))
     })
 }
 
@@ -223,17 +232,72 @@ mod tests {
         let now = at(20);
         let policy = Policy::default();
         for (suppression, q, allowed, status) in [
-            (suppression(HardBounce, Scope::Global, 1), query("acme", Some("news"), P), false, ContactStatus::Bounced),
-            (suppression(HardBounce, Scope::Global, 1), query("globex", None, P), false, ContactStatus::Bounced),
-            (suppression(SoftBounce, Scope::Global, 1), query("acme", None, P), false, ContactStatus::Bounced),
-            (suppression(HardBounce, Scope::Global, 1), query("acme", None, S), true, ContactStatus::Bounced),
-            (suppression(Complaint, company("acme"), 1), query("acme", Some("shop"), P), false, ContactStatus::Unsubscribed),
-            (suppression(Complaint, company("acme"), 1), query("globex", Some("weekly"), P), true, ContactStatus::Active),
-            (suppression(Unsubscribe, company("acme"), 1), query("acme", Some("news"), P), false, ContactStatus::Unsubscribed),
-            (suppression(Unsubscribe, brand("acme", "news"), 1), query("acme", Some("news"), P), false, ContactStatus::Unsubscribed),
-            (suppression(Unsubscribe, brand("acme", "news"), 1), query("acme", Some("shop"), P), true, ContactStatus::Active),
-            (suppression(Unsubscribe, brand("acme", "news"), 1), query("acme", Some("news"), S), true, ContactStatus::Unsubscribed),
-            (suppression(Manual, Scope::Global, 1), query("acme", None, P), false, ContactStatus::Unsubscribed),
+            (
+                suppression(HardBounce, Scope::Global, 1),
+                query("acme", Some("news"), P),
+                false,
+                ContactStatus::Bounced,
+            ),
+            (
+                suppression(HardBounce, Scope::Global, 1),
+                query("globex", None, P),
+                false,
+                ContactStatus::Bounced,
+            ),
+            (
+                suppression(SoftBounce, Scope::Global, 1),
+                query("acme", None, P),
+                false,
+                ContactStatus::Bounced,
+            ),
+            (
+                suppression(HardBounce, Scope::Global, 1),
+                query("acme", None, S),
+                true,
+                ContactStatus::Bounced,
+            ),
+            (
+                suppression(Complaint, company("acme"), 1),
+                query("acme", Some("shop"), P),
+                false,
+                ContactStatus::Unsubscribed,
+            ),
+            (
+                suppression(Complaint, company("acme"), 1),
+                query("globex", Some("weekly"), P),
+                true,
+                ContactStatus::Active,
+            ),
+            (
+                suppression(Unsubscribe, company("acme"), 1),
+                query("acme", Some("news"), P),
+                false,
+                ContactStatus::Unsubscribed,
+            ),
+            (
+                suppression(Unsubscribe, brand("acme", "news"), 1),
+                query("acme", Some("news"), P),
+                false,
+                ContactStatus::Unsubscribed,
+            ),
+            (
+                suppression(Unsubscribe, brand("acme", "news"), 1),
+                query("acme", Some("shop"), P),
+                true,
+                ContactStatus::Active,
+            ),
+            (
+                suppression(Unsubscribe, brand("acme", "news"), 1),
+                query("acme", Some("news"), S),
+                true,
+                ContactStatus::Unsubscribed,
+            ),
+            (
+                suppression(Manual, Scope::Global, 1),
+                query("acme", None, P),
+                false,
+                ContactStatus::Unsubscribed,
+            ),
         ] {
             let records = AddressRecords {
                 suppressions: vec![suppression.clone()],
@@ -261,7 +325,10 @@ mod tests {
         let verdict = policy.check(&records, query("acme", None, MailClass::Service), at(3));
         assert!(!verdict.allowed);
         assert_eq!(verdict.blocking.len(), 1);
-        assert_eq!(verdict.blocking[0].reason, BlockReason::Suppressed(Reason::HardBounce));
+        assert_eq!(
+            verdict.blocking[0].reason,
+            BlockReason::Suppressed(Reason::HardBounce)
+        );
     }
 
     #[test]
@@ -273,8 +340,16 @@ mod tests {
             ..Default::default()
         };
         let policy = Policy::default();
-        assert!(!policy.check(&records, query("acme", None, MailClass::Promotional), at(9)).allowed);
-        let later = policy.check(&records, query("acme", None, MailClass::Promotional), at(10));
+        assert!(
+            !policy
+                .check(&records, query("acme", None, MailClass::Promotional), at(9))
+                .allowed
+        );
+        let later = policy.check(
+            &records,
+            query("acme", None, MailClass::Promotional),
+            at(10),
+        );
         assert!(later.allowed);
         assert_eq!(later.status, ContactStatus::Active);
     }
@@ -295,16 +370,39 @@ mod tests {
             erased_at: None,
         };
         let policy = Policy::default();
-        let news = policy.check(&records, query("acme", Some("news"), MailClass::Promotional), at(6));
+        let news = policy.check(
+            &records,
+            query("acme", Some("news"), MailClass::Promotional),
+            at(6),
+        );
         assert_eq!(news.blocking.len(), 1, "the bounce still blocks: {news:?}");
-        assert_eq!(news.blocking[0].reason, BlockReason::Suppressed(Reason::HardBounce));
-        let shop = policy.check(&records, query("acme", Some("shop"), MailClass::Promotional), at(6));
-        assert_eq!(shop.blocking.len(), 2, "the company-wide opt-out still stands for other brands");
+        assert_eq!(
+            news.blocking[0].reason,
+            BlockReason::Suppressed(Reason::HardBounce)
+        );
+        let shop = policy.check(
+            &records,
+            query("acme", Some("shop"), MailClass::Promotional),
+            at(6),
+        );
+        assert_eq!(
+            shop.blocking.len(),
+            2,
+            "the company-wide opt-out still stands for other brands"
+        );
 
         let mut older_consent = records.clone();
         older_consent.consents[0].confirmed_at = at(1) - Duration::hours(1);
-        let news = policy.check(&older_consent, query("acme", Some("news"), MailClass::Promotional), at(6));
-        assert_eq!(news.blocking.len(), 2, "a consent older than the opt-out lifts nothing");
+        let news = policy.check(
+            &older_consent,
+            query("acme", Some("news"), MailClass::Promotional),
+            at(6),
+        );
+        assert_eq!(
+            news.blocking.len(),
+            2,
+            "a consent older than the opt-out lifts nothing"
+        );
     }
 
     #[test]
@@ -318,7 +416,11 @@ mod tests {
         assert!(!verdict.allowed);
         assert_eq!(verdict.status, ContactStatus::Deleted);
         assert_eq!(verdict.blocking[0].reason.as_str(), "erased");
-        assert!(policy.check(&records, query("acme", None, MailClass::Service), at(4)).allowed);
+        assert!(
+            policy
+                .check(&records, query("acme", None, MailClass::Service), at(4))
+                .allowed
+        );
 
         records.consents.push(ConsentRecord {
             id: 1,
@@ -329,7 +431,10 @@ mod tests {
         let verdict = policy.check(&records, query("acme", None, MailClass::Promotional), at(6));
         assert!(verdict.allowed);
         assert_eq!(verdict.status, ContactStatus::Active);
-        assert_eq!(status(&records, "globex", None, at(6)), ContactStatus::Deleted);
+        assert_eq!(
+            status(&records, "globex", None, at(6)),
+            ContactStatus::Deleted
+        );
     }
 
     #[test]
@@ -341,7 +446,15 @@ mod tests {
             ..Default::default()
         };
         let policy = Policy::default();
-        assert!(policy.check(&records, query("acme", Some("news"), MailClass::Promotional), at(2)).allowed);
+        assert!(
+            policy
+                .check(
+                    &records,
+                    query("acme", Some("news"), MailClass::Promotional),
+                    at(2)
+                )
+                .allowed
+        );
         let by_post = SendQuery {
             channel: Channel::Postal,
             ..query("acme", Some("news"), MailClass::Promotional)

@@ -114,7 +114,10 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a.as_str().len(), 64);
         let other = InstallationSecret::generate().address_hasher();
-        assert_ne!(other.hash(&EmailAddress::parse("jane@example.org").unwrap()), a);
+        assert_ne!(
+            other.hash(&EmailAddress::parse("jane@example.org").unwrap()),
+            a
+        );
     }
 
     #[test]

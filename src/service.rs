@@ -8,12 +8,13 @@ use serde::Serialize;
 use crate::address::{AddressError, EmailAddress};
 use crate::config::Config;
 use crate::model::{
-    AddressRecords, Channel, ContactStatus, MailClass, Reason, Scope, Source, SuppressionRecord, Timestamp,
+    AddressRecords, Channel, ContactStatus, MailClass, Reason, Scope, Source, SuppressionRecord,
+    Timestamp,
 };
 use crate::policy::{self, Policy, SendQuery, Verdict};
 use crate::store::{
-    AddOutcome, BatchOutcome, ConsentOutcome, EraseOutcome, EvidenceRecord, NewConsent, NewSuppression, Store,
-    StoreError,
+    AddOutcome, BatchOutcome, ConsentOutcome, EraseOutcome, EvidenceRecord, NewConsent,
+    NewSuppression, Store, StoreError,
 };
 
 /// A request the service refuses, or a store failure.
@@ -27,9 +28,13 @@ pub enum ServiceError {
     UnknownBrand { company: String, brand: String },
     #[error("a brand needs its company (--company)")]
     BrandWithoutCompany,
-    #[error("{0} suppressions are global (the mailbox is dead for everyone): give no company or brand")]
+    #[error(
+        "{0} suppressions are global (the mailbox is dead for everyone): give no company or brand"
+    )]
     BounceNotGlobal(Reason),
-    #[error("a note is required for manual suppressions: say why, for whoever answers a data-protection request")]
+    #[error(
+        "a note is required for manual suppressions: say why, for whoever answers a data-protection request"
+    )]
     NoteRequired,
     #[error("the consent is dated in the future ({0})")]
     ConsentInFuture(String),
@@ -172,7 +177,11 @@ impl SuppressionService {
     ///
     /// # Errors
     /// Invalid address, unknown company or brand, store failure.
-    pub async fn check(&self, address: &str, request: CheckRequest<'_>) -> Result<Verdict, ServiceError> {
+    pub async fn check(
+        &self,
+        address: &str,
+        request: CheckRequest<'_>,
+    ) -> Result<Verdict, ServiceError> {
         let address = Self::parse_address(address)?;
         self.check_company(request.company, request.brand)?;
         let records = self.store.records(&self.store.hash(&address)).await?;
@@ -194,7 +203,11 @@ impl SuppressionService {
     ///
     /// # Errors
     /// Unknown company or brand, store failure.
-    pub async fn check_many(&self, addresses: &[EmailAddress], request: CheckRequest<'_>) -> Result<Vec<Verdict>, ServiceError> {
+    pub async fn check_many(
+        &self,
+        addresses: &[EmailAddress],
+        request: CheckRequest<'_>,
+    ) -> Result<Vec<Verdict>, ServiceError> {
         self.check_company(request.company, request.brand)?;
         let hasher = self.store.hasher();
         let hashes: Vec<_> = addresses.iter().map(|a| hasher.hash(a)).collect();
@@ -243,7 +256,10 @@ impl SuppressionService {
     ///
     /// # Errors
     /// Invalid address, scope or reason/scope combination, missing note.
-    pub fn prepare_suppression(&self, request: &SuppressRequest<'_>) -> Result<NewSuppression, ServiceError> {
+    pub fn prepare_suppression(
+        &self,
+        request: &SuppressRequest<'_>,
+    ) -> Result<NewSuppression, ServiceError> {
         let address = Self::parse_address(request.address)?;
         let scope = self.scope(request.company, request.brand)?;
         if request.reason.is_bounce() && scope != Scope::Global {
@@ -271,7 +287,10 @@ impl SuppressionService {
     ///
     /// # Errors
     /// See [`SuppressionService::prepare_suppression`]; store failure.
-    pub async fn suppress(&self, request: &SuppressRequest<'_>) -> Result<AddOutcome, ServiceError> {
+    pub async fn suppress(
+        &self,
+        request: &SuppressRequest<'_>,
+    ) -> Result<AddOutcome, ServiceError> {
         let new = self.prepare_suppression(request)?;
         Ok(self.store.add_suppression(&new, chrono::Utc::now()).await?)
     }
@@ -280,15 +299,25 @@ impl SuppressionService {
     ///
     /// # Errors
     /// Store failure; nothing of the batch was written.
-    pub async fn suppress_batch(&self, batch: &[NewSuppression]) -> Result<BatchOutcome, ServiceError> {
-        Ok(self.store.add_suppressions(batch, chrono::Utc::now()).await?)
+    pub async fn suppress_batch(
+        &self,
+        batch: &[NewSuppression],
+    ) -> Result<BatchOutcome, ServiceError> {
+        Ok(self
+            .store
+            .add_suppressions(batch, chrono::Utc::now())
+            .await?)
     }
 
     /// Lifts the matching bounce and manual suppressions; the owner's opt-outs are refused.
     ///
     /// # Errors
     /// Invalid address or scope, store failure.
-    pub async fn lift(&self, address: &str, request: &LiftRequest<'_>) -> Result<LiftReport, ServiceError> {
+    pub async fn lift(
+        &self,
+        address: &str,
+        request: &LiftRequest<'_>,
+    ) -> Result<LiftReport, ServiceError> {
         let address = Self::parse_address(address)?;
         let scope = match (request.company, request.brand) {
             (None, None) => None,
@@ -308,7 +337,10 @@ impl SuppressionService {
             .lift(&ids, request.lifted_by, request.note, chrono::Utc::now())
             .await?;
         Ok(LiftReport {
-            lifted: liftable.into_iter().filter(|s| lifted_ids.contains(&s.id)).collect(),
+            lifted: liftable
+                .into_iter()
+                .filter(|s| lifted_ids.contains(&s.id))
+                .collect(),
             refused,
         })
     }
@@ -334,7 +366,9 @@ impl SuppressionService {
         let now = chrono::Utc::now();
         let confirmed_at = confirmed_at.unwrap_or(now);
         if confirmed_at > now + chrono::Duration::minutes(5) {
-            return Err(ServiceError::ConsentInFuture(crate::model::format_time(&confirmed_at)));
+            return Err(ServiceError::ConsentInFuture(crate::model::format_time(
+                &confirmed_at,
+            )));
         }
         let consent = NewConsent {
             address,

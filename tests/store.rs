@@ -13,7 +13,9 @@ use common::{ORGANISATION, TestDb, databases};
 
 async fn service(db: &TestDb) -> SuppressionService {
     let config = Config::parse(ORGANISATION, std::path::Path::new("test.toml")).expect("config");
-    let store = Store::open(&db.url, 4).await.unwrap_or_else(|e| panic!("{}: {e}", db.backend));
+    let store = Store::open(&db.url, 4)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", db.backend));
     SuppressionService::new(store, Arc::new(config))
 }
 
@@ -26,7 +28,12 @@ fn promotional<'a>(company: &'a str, brand: Option<&'a str>) -> CheckRequest<'a>
     }
 }
 
-fn request<'a>(address: &'a str, reason: Reason, company: Option<&'a str>, brand: Option<&'a str>) -> SuppressRequest<'a> {
+fn request<'a>(
+    address: &'a str,
+    reason: Reason,
+    company: Option<&'a str>,
+    brand: Option<&'a str>,
+) -> SuppressRequest<'a> {
     SuppressRequest {
         address,
         reason,
@@ -45,18 +52,36 @@ async fn the_same_suppression_twice_is_one_row() {
     for db in databases().await {
         let service = service(&db).await;
         let first = service
-            .suppress(&request("Jane@Example.org", Reason::Unsubscribe, Some("acme"), None))
+            .suppress(&request(
+                "Jane@Example.org",
+                Reason::Unsubscribe,
+                Some("acme"),
+                None,
+            ))
             .await
             .unwrap();
         let second = service
-            .suppress(&request("jane@EXAMPLE.org", Reason::Unsubscribe, Some("acme"), None))
+            .suppress(&request(
+                "jane@EXAMPLE.org",
+                Reason::Unsubscribe,
+                Some("acme"),
+                None,
+            ))
             .await
             .unwrap();
         assert!(matches!(first, AddOutcome::Added(_)), "{}", db.backend);
-        assert_eq!(second, AddOutcome::AlreadyActive(first.id()), "{}", db.backend);
+        assert_eq!(
+            second,
+            AddOutcome::AlreadyActive(first.id()),
+            "{}",
+            db.backend
+        );
         let status = service.status("jane@example.org").await.unwrap();
         assert_eq!(status.suppressions.len(), 1, "{}", db.backend);
-        assert_eq!(status.suppressions[0].address.as_deref(), Some("Jane@Example.org"));
+        assert_eq!(
+            status.suppressions[0].address.as_deref(),
+            Some("Jane@Example.org")
+        );
     }
 }
 
@@ -65,11 +90,21 @@ async fn decisions_follow_scope_reason_and_class() {
     for db in databases().await {
         let service = service(&db).await;
         service
-            .suppress(&request("brand@example.org", Reason::Unsubscribe, Some("acme"), Some("news")))
+            .suppress(&request(
+                "brand@example.org",
+                Reason::Unsubscribe,
+                Some("acme"),
+                Some("news"),
+            ))
             .await
             .unwrap();
         service
-            .suppress(&request("complained@example.org", Reason::Complaint, Some("acme"), None))
+            .suppress(&request(
+                "complained@example.org",
+                Reason::Complaint,
+                Some("acme"),
+                None,
+            ))
             .await
             .unwrap();
         service
@@ -84,16 +119,36 @@ async fn decisions_follow_scope_reason_and_class() {
             ("dead@example.org", "globex", None, false),
             ("fresh@example.org", "acme", Some("news"), true),
         ] {
-            let verdict = service.check(address, promotional(company, brand)).await.unwrap();
-            assert_eq!(verdict.allowed, allowed, "{}: {address} {company}/{brand:?}", db.backend);
+            let verdict = service
+                .check(address, promotional(company, brand))
+                .await
+                .unwrap();
+            assert_eq!(
+                verdict.allowed, allowed,
+                "{}: {address} {company}/{brand:?}",
+                db.backend
+            );
             let service_mail = CheckRequest {
                 class: MailClass::Service,
                 ..promotional(company, brand)
             };
-            assert!(service.check(address, service_mail).await.unwrap().allowed, "service mail passes");
+            assert!(
+                service.check(address, service_mail).await.unwrap().allowed,
+                "service mail passes"
+            );
         }
-        assert!(service.check("x@example.org", promotional("nope", None)).await.is_err());
-        assert!(service.check("x@example.org", promotional("acme", Some("weekly"))).await.is_err());
+        assert!(
+            service
+                .check("x@example.org", promotional("nope", None))
+                .await
+                .is_err()
+        );
+        assert!(
+            service
+                .check("x@example.org", promotional("acme", Some("weekly")))
+                .await
+                .is_err()
+        );
     }
 }
 
@@ -101,9 +156,17 @@ async fn decisions_follow_scope_reason_and_class() {
 async fn staff_lift_bounces_but_only_the_owner_lifts_an_opt_out() {
     for db in databases().await {
         let service = service(&db).await;
-        service.suppress(&request("jane@example.org", Reason::HardBounce, None, None)).await.unwrap();
         service
-            .suppress(&request("jane@example.org", Reason::Unsubscribe, Some("acme"), None))
+            .suppress(&request("jane@example.org", Reason::HardBounce, None, None))
+            .await
+            .unwrap();
+        service
+            .suppress(&request(
+                "jane@example.org",
+                Reason::Unsubscribe,
+                Some("acme"),
+                None,
+            ))
             .await
             .unwrap();
         let lift = LiftRequest {
@@ -114,16 +177,31 @@ async fn staff_lift_bounces_but_only_the_owner_lifts_an_opt_out() {
         assert_eq!(report.lifted.len(), 1, "{}", db.backend);
         assert_eq!(report.lifted[0].reason, Reason::HardBounce);
         assert_eq!(report.refused.len(), 1);
-        let verdict = service.check("jane@example.org", promotional("acme", None)).await.unwrap();
+        let verdict = service
+            .check("jane@example.org", promotional("acme", None))
+            .await
+            .unwrap();
         assert!(!verdict.allowed, "the unsubscribe still stands");
         assert_eq!(verdict.status, ContactStatus::Unsubscribed);
 
         let outcome = service
-            .consent("jane@example.org", "acme", None, Channel::Email, None, b"confirmed".to_vec(), None, "test")
+            .consent(
+                "jane@example.org",
+                "acme",
+                None,
+                Channel::Email,
+                None,
+                b"confirmed".to_vec(),
+                None,
+                "test",
+            )
             .await
             .unwrap();
         assert_eq!(outcome.lifted.len(), 1, "{}", db.backend);
-        let verdict = service.check("jane@example.org", promotional("acme", Some("news"))).await.unwrap();
+        let verdict = service
+            .check("jane@example.org", promotional("acme", Some("news")))
+            .await
+            .unwrap();
         assert!(verdict.allowed, "{}: {verdict:?}", db.backend);
         assert_eq!(verdict.status, ContactStatus::Active);
     }
@@ -134,30 +212,69 @@ async fn erasure_removes_the_plain_text_and_keeps_the_block() {
     for db in databases().await {
         let service = service(&db).await;
         service
-            .suppress(&request("erase.me@example.org", Reason::Unsubscribe, Some("acme"), None))
+            .suppress(&request(
+                "erase.me@example.org",
+                Reason::Unsubscribe,
+                Some("acme"),
+                None,
+            ))
             .await
             .unwrap();
         service
-            .consent("erase.me@example.org", "globex", None, Channel::Email, None, b"proof".to_vec(), None, "test")
+            .consent(
+                "erase.me@example.org",
+                "globex",
+                None,
+                Channel::Email,
+                None,
+                b"proof".to_vec(),
+                None,
+                "test",
+            )
             .await
             .unwrap();
         let address = bouncegate::address::EmailAddress::parse("erase.me@example.org").unwrap();
         assert!(service.store().plain_text_rows(&address).await.unwrap() > 0);
         service.erase("Erase.Me@example.org").await.unwrap();
-        assert_eq!(service.store().plain_text_rows(&address).await.unwrap(), 0, "{}", db.backend);
+        assert_eq!(
+            service.store().plain_text_rows(&address).await.unwrap(),
+            0,
+            "{}",
+            db.backend
+        );
 
-        let verdict = service.check("erase.me@example.org", promotional("acme", None)).await.unwrap();
+        let verdict = service
+            .check("erase.me@example.org", promotional("acme", None))
+            .await
+            .unwrap();
         assert!(!verdict.allowed);
         assert_eq!(verdict.status, ContactStatus::Deleted);
 
         // A re-import of an old list neither revives the address nor brings its plain text back.
         let csv = "email,reason,company\nerase.me@example.org,unsubscribe,acme\nerase.me@example.org,manual,globex\n";
-        let report = bulk::import(&service, csv.as_bytes(), Format::Csv, &()).await.unwrap();
-        assert_eq!(report.rejected, 1, "manual without note: {:?}", report.errors);
+        let report = bulk::import(&service, csv.as_bytes(), Format::Csv, &())
+            .await
+            .unwrap();
+        assert_eq!(
+            report.rejected, 1,
+            "manual without note: {:?}",
+            report.errors
+        );
         assert_eq!(report.unchanged, 1);
-        assert_eq!(service.store().plain_text_rows(&address).await.unwrap(), 0, "{}", db.backend);
+        assert_eq!(
+            service.store().plain_text_rows(&address).await.unwrap(),
+            0,
+            "{}",
+            db.backend
+        );
         let status = service.status("erase.me@example.org").await.unwrap();
-        assert!(status.companies.iter().all(|c| c.status == ContactStatus::Deleted), "{status:?}");
+        assert!(
+            status
+                .companies
+                .iter()
+                .all(|c| c.status == ContactStatus::Deleted),
+            "{status:?}"
+        );
     }
 }
 
@@ -172,13 +289,26 @@ async fn import_keeps_good_rows_reports_bad_ones_and_is_idempotent() {
                    c@example.org;bogus;;;;;\n\
                    d@example.org;manual;globex;;postal;letter shop list 2025;\n\
                    e@example.org;hard_bounce;acme;;;;\n";
-        let first = bulk::import(&service, csv.as_bytes(), Format::Csv, &()).await.unwrap();
-        assert_eq!((first.rows, first.added, first.rejected), (6, 3, 3), "{}: {first:?}", db.backend);
+        let first = bulk::import(&service, csv.as_bytes(), Format::Csv, &())
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.rows, first.added, first.rejected),
+            (6, 3, 3),
+            "{}: {first:?}",
+            db.backend
+        );
         let lines: Vec<u64> = first.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 5, 7], "{:?}", first.errors);
-        assert!(first.errors[2].message.contains("global"), "{:?}", first.errors[2]);
+        assert!(
+            first.errors[2].message.contains("global"),
+            "{:?}",
+            first.errors[2]
+        );
 
-        let again = bulk::import(&service, csv.as_bytes(), Format::Csv, &()).await.unwrap();
+        let again = bulk::import(&service, csv.as_bytes(), Format::Csv, &())
+            .await
+            .unwrap();
         assert_eq!((again.added, again.unchanged), (0, 3), "{}", db.backend);
 
         let status = service.status("b@example.org").await.unwrap();
@@ -191,14 +321,34 @@ async fn import_keeps_good_rows_reports_bad_ones_and_is_idempotent() {
             channel: Channel::Postal,
             ..promotional("globex", None)
         };
-        assert!(!service.check("d@example.org", by_post).await.unwrap().allowed);
-        assert!(service.check("d@example.org", promotional("globex", None)).await.unwrap().allowed);
+        assert!(
+            !service
+                .check("d@example.org", by_post)
+                .await
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            service
+                .check("d@example.org", promotional("globex", None))
+                .await
+                .unwrap()
+                .allowed
+        );
 
         // The export imports again and changes nothing.
         let mut exported = Vec::new();
-        bulk::export(&service, &mut exported, Format::Jsonl).await.unwrap();
-        let report = bulk::import(&service, exported.as_slice(), Format::Jsonl, &()).await.unwrap();
-        assert_eq!((report.rows, report.added, report.unchanged), (3, 0, 3), "{report:?}");
+        bulk::export(&service, &mut exported, Format::Jsonl)
+            .await
+            .unwrap();
+        let report = bulk::import(&service, exported.as_slice(), Format::Jsonl, &())
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.rows, report.added, report.unchanged),
+            (3, 0, 3),
+            "{report:?}"
+        );
     }
 }
 
@@ -207,7 +357,12 @@ async fn filter_keeps_the_sendable_entries_of_a_csv_list() {
     for db in databases().await {
         let service = service(&db).await;
         service
-            .suppress(&request("gone@example.org", Reason::Unsubscribe, Some("acme"), None))
+            .suppress(&request(
+                "gone@example.org",
+                Reason::Unsubscribe,
+                Some("acme"),
+                None,
+            ))
             .await
             .unwrap();
         let list = "name,Email,city\nAnna,anna@example.org,Berlin\nGone,GONE@example.org,Wien\nBad,not-an-address,Bern\n";
@@ -222,12 +377,29 @@ async fn filter_keeps_the_sendable_entries_of_a_csv_list() {
         )
         .await
         .unwrap();
-        assert_eq!((report.read, report.sendable, report.rejected), (3, 1, 2), "{}", db.backend);
-        assert_eq!(String::from_utf8(sendable).unwrap(), "name,Email,city\nAnna,anna@example.org,Berlin\n");
+        assert_eq!(
+            (report.read, report.sendable, report.rejected),
+            (3, 1, 2),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            String::from_utf8(sendable).unwrap(),
+            "name,Email,city\nAnna,anna@example.org,Berlin\n"
+        );
         let rejected = String::from_utf8(rejected).unwrap();
-        assert!(rejected.starts_with("name,Email,city,reason\n"), "{rejected}");
-        assert!(rejected.contains("Gone,GONE@example.org,Wien,unsubscribe (company:acme)"), "{rejected}");
-        assert!(rejected.contains("Bad,not-an-address,Bern,invalid address"), "{rejected}");
+        assert!(
+            rejected.starts_with("name,Email,city,reason\n"),
+            "{rejected}"
+        );
+        assert!(
+            rejected.contains("Gone,GONE@example.org,Wien,unsubscribe (company:acme)"),
+            "{rejected}"
+        );
+        assert!(
+            rejected.contains("Bad,not-an-address,Bern,invalid address"),
+            "{rejected}"
+        );
     }
 }
 
@@ -237,7 +409,10 @@ async fn evidence_comes_back_byte_for_byte_and_the_secret_survives_a_restart() {
         let raw: Vec<u8> = b"From: a@example.org\r\nSubject: =?utf-8?q?Abmelden?=\r\n\r\nbitte \xff\x00 abmelden\r\n.\r\n".to_vec();
         let id = {
             let service = service(&db).await;
-            service.suppress(&request("kept@example.org", Reason::HardBounce, None, None)).await.unwrap();
+            service
+                .suppress(&request("kept@example.org", Reason::HardBounce, None, None))
+                .await
+                .unwrap();
             let evidence = NewEvidence {
                 raw: &raw,
                 mail_from: Some("a@example.org"),
@@ -246,7 +421,11 @@ async fn evidence_comes_back_byte_for_byte_and_the_secret_survives_a_restart() {
                 peer_ip: Some("192.0.2.1"),
                 received_at: None,
             };
-            let id = service.store().store_evidence(&evidence, chrono::Utc::now()).await.unwrap();
+            let id = service
+                .store()
+                .store_evidence(&evidence, chrono::Utc::now())
+                .await
+                .unwrap();
             service.store().close().await;
             id
         };
@@ -257,7 +436,10 @@ async fn evidence_comes_back_byte_for_byte_and_the_secret_survives_a_restart() {
         assert_eq!(evidence.peer_ip.as_deref(), Some("192.0.2.1"));
         assert!(service.evidence(id + 1000).await.unwrap().is_none());
         // Same installation secret after reopening: the keyed hash still finds the block.
-        let verdict = service.check("kept@example.org", promotional("acme", None)).await.unwrap();
+        let verdict = service
+            .check("kept@example.org", promotional("acme", None))
+            .await
+            .unwrap();
         assert!(!verdict.allowed, "{}", db.backend);
     }
 }
@@ -271,13 +453,29 @@ async fn an_expired_suppression_stops_blocking_and_can_be_renewed() {
         expired.created_at = Some(past - chrono::Duration::days(30));
         expired.expires_at = Some(past);
         let first = service.suppress(&expired).await.unwrap();
-        assert!(service.check("soft@example.org", promotional("acme", None)).await.unwrap().allowed);
+        assert!(
+            service
+                .check("soft@example.org", promotional("acme", None))
+                .await
+                .unwrap()
+                .allowed
+        );
         let renewed = service
             .suppress(&request("soft@example.org", Reason::SoftBounce, None, None))
             .await
             .unwrap();
-        assert!(matches!(renewed, AddOutcome::Added(id) if id != first.id()), "{}: {renewed:?}", db.backend);
-        assert!(!service.check("soft@example.org", promotional("acme", None)).await.unwrap().allowed);
+        assert!(
+            matches!(renewed, AddOutcome::Added(id) if id != first.id()),
+            "{}: {renewed:?}",
+            db.backend
+        );
+        assert!(
+            !service
+                .check("soft@example.org", promotional("acme", None))
+                .await
+                .unwrap()
+                .allowed
+        );
     }
 }
 

@@ -56,7 +56,9 @@ fn progress_bar(total: Option<u64>, what: &str) -> ProgressBar {
         Some(total) => ProgressBar::new(total),
         None => ProgressBar::new_spinner(),
     };
-    let template = format!("{what} {{bar:40}} {{percent:>3}}% {{bytes}}/{{total_bytes}} {{elapsed}} (eta {{eta}})");
+    let template = format!(
+        "{what} {{bar:40}} {{percent:>3}}% {{bytes}}/{{total_bytes}} {{elapsed}} (eta {{eta}})"
+    );
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
@@ -77,12 +79,12 @@ fn create_output(path: &Path) -> anyhow::Result<File> {
 }
 
 pub async fn import(service: &SuppressionService, args: ImportArgs) -> anyhow::Result<u8> {
-    let format = args.format.unwrap_or_else(|| {
-        match args.file.extension().and_then(|e| e.to_str()) {
-            Some("jsonl" | "ndjson") => Format::Jsonl,
-            _ => Format::Csv,
-        }
-    });
+    let format =
+        args.format
+            .unwrap_or_else(|| match args.file.extension().and_then(|e| e.to_str()) {
+                Some("jsonl" | "ndjson") => Format::Jsonl,
+                _ => Format::Csv,
+            });
     let (input, size) = open_input(&args.file)?;
     let bar = progress_bar(size, "importing");
     let report = bulk::import(service, input, format, &bar)
@@ -103,7 +105,11 @@ pub async fn import(service: &SuppressionService, args: ImportArgs) -> anyhow::R
             eprintln!("… and {unlisted} more rejected rows");
         }
     }
-    Ok(if report.rejected > 0 { EXIT_NEGATIVE } else { EXIT_OK })
+    Ok(if report.rejected > 0 {
+        EXIT_NEGATIVE
+    } else {
+        EXIT_OK
+    })
 }
 
 pub async fn export(service: &SuppressionService, args: ExportArgs) -> anyhow::Result<u8> {
@@ -130,7 +136,18 @@ pub async fn filter(service: &SuppressionService, args: FilterArgs) -> anyhow::R
     };
     let rejected = args.rejected.as_deref().map(create_output).transpose()?;
     let bar = progress_bar(size, "filtering");
-    let report = bulk::filter(service, input, args.audience.request(), output, rejected, &bar as &dyn Progress).await?;
-    eprintln!("{} read, {} sendable, {} rejected", report.read, report.sendable, report.rejected);
+    let report = bulk::filter(
+        service,
+        input,
+        args.audience.request(),
+        output,
+        rejected,
+        &bar as &dyn Progress,
+    )
+    .await?;
+    eprintln!(
+        "{} read, {} sendable, {} rejected",
+        report.read, report.sendable, report.rejected
+    );
     Ok(EXIT_OK)
 }

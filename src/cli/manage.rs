@@ -58,9 +58,17 @@ pub async fn suppress(service: &SuppressionService, args: SuppressArgs) -> anyho
     if args.json {
         print_json(&json!({"id": id, "added": added}))?;
     } else if added {
-        println!("suppressed {} ({}): suppression {id}", args.address.trim(), args.reason);
+        println!(
+            "suppressed {} ({}): suppression {id}",
+            args.address.trim(),
+            args.reason
+        );
     } else {
-        println!("{} was already suppressed ({}): suppression {id}", args.address.trim(), args.reason);
+        println!(
+            "{} was already suppressed ({}): suppression {id}",
+            args.address.trim(),
+            args.reason
+        );
     }
     Ok(EXIT_OK)
 }
@@ -107,7 +115,10 @@ pub async fn lift(service: &SuppressionService, args: LiftArgs) -> anyhow::Resul
             println!("lifted suppression {}: {} ({})", s.id, s.reason, s.scope);
         }
         if report.lifted.is_empty() && report.refused.is_empty() {
-            println!("no matching suppression in force for {}", args.address.trim());
+            println!(
+                "no matching suppression in force for {}",
+                args.address.trim()
+            );
         }
     }
     for s in &report.refused {
@@ -117,7 +128,11 @@ pub async fn lift(service: &SuppressionService, args: LiftArgs) -> anyhow::Resul
             s.id, s.reason, s.scope
         );
     }
-    Ok(if report.lifted.is_empty() { EXIT_NEGATIVE } else { EXIT_OK })
+    Ok(if report.lifted.is_empty() {
+        EXIT_NEGATIVE
+    } else {
+        EXIT_OK
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,8 +160,12 @@ pub struct ConsentArgs {
 }
 
 pub async fn consent(service: &SuppressionService, args: ConsentArgs) -> anyhow::Result<u8> {
-    let proof = std::fs::read(&args.proof).with_context(|| format!("cannot read proof {}", args.proof.display()))?;
-    let proof_name = args.proof.file_name().map(|n| n.to_string_lossy().into_owned());
+    let proof = std::fs::read(&args.proof)
+        .with_context(|| format!("cannot read proof {}", args.proof.display()))?;
+    let proof_name = args
+        .proof
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     let outcome = service
         .consent(
             &args.address,
@@ -162,7 +181,11 @@ pub async fn consent(service: &SuppressionService, args: ConsentArgs) -> anyhow:
     if args.json {
         print_json(&json!({"consent_id": outcome.consent_id, "lifted": outcome.lifted}))?;
     } else {
-        println!("recorded consent {} for {}", outcome.consent_id, args.address.trim());
+        println!(
+            "recorded consent {} for {}",
+            outcome.consent_id,
+            args.address.trim()
+        );
         for id in &outcome.lifted {
             println!("lifted suppression {id}");
         }
@@ -182,13 +205,19 @@ pub struct EraseArgs {
 pub async fn erase(service: &SuppressionService, args: EraseArgs) -> anyhow::Result<u8> {
     let outcome = service.erase(&args.address).await?;
     if args.json {
-        print_json(&json!({"erased": true, "already_erased": outcome.already_erased, "rows_cleared": outcome.rows_cleared}))?;
+        print_json(
+            &json!({"erased": true, "already_erased": outcome.already_erased, "rows_cleared": outcome.rows_cleared}),
+        )?;
     } else {
         println!(
             "erased {}: plain text removed from {} rows; the keyed hash keeps it blocked where it was (status D){}",
             args.address.trim(),
             outcome.rows_cleared,
-            if outcome.already_erased { "; it had been erased before" } else { "" }
+            if outcome.already_erased {
+                "; it had been erased before"
+            } else {
+                ""
+            }
         );
     }
     Ok(EXIT_OK)
@@ -203,7 +232,10 @@ pub struct EvidenceShowArgs {
     json: bool,
 }
 
-pub async fn evidence_show(service: &SuppressionService, args: EvidenceShowArgs) -> anyhow::Result<u8> {
+pub async fn evidence_show(
+    service: &SuppressionService,
+    args: EvidenceShowArgs,
+) -> anyhow::Result<u8> {
     let Some(evidence) = service.evidence(args.id).await? else {
         eprintln!("no evidence with id {}", args.id);
         return Ok(EXIT_NEGATIVE);

@@ -26,7 +26,11 @@ pub const EXIT_NEGATIVE: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "bouncegate", version, about = "SMTP gateway for bounces, complaints, unsubscribes and suppression")]
+#[command(
+    name = "bouncegate",
+    version,
+    about = "SMTP gateway for bounces, complaints, unsubscribes and suppression"
+)]
 struct Cli {
     /// Config file (default: built-in safe defaults).
     #[arg(long, global = true, env = crate::config::CONFIG_ENV, value_name = "PATH")]
@@ -121,7 +125,8 @@ fn parse_reason(text: &str) -> Result<Reason, String> {
 }
 
 fn parse_time(text: &str) -> Result<crate::model::Timestamp, String> {
-    crate::model::parse_time(text).ok_or_else(|| format!("{text:?} is not a time (use 2026-01-31T12:00:00Z or 2026-01-31)"))
+    crate::model::parse_time(text)
+        .ok_or_else(|| format!("{text:?} is not a time (use 2026-01-31T12:00:00Z or 2026-01-31)"))
 }
 
 /// Runs the command line and returns the process exit code.
@@ -129,7 +134,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve);
     crate::serve::init_logging(if serving { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -202,7 +210,10 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// Who did it, for the record: `cli:$USER`.
 fn actor() -> String {
-    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
 }
 
 #[cfg(test)]
@@ -211,9 +222,15 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(redact("postgres://bg:s3cret@db:5432/bg"), "postgres://bg:***@db:5432/bg");
+        assert_eq!(
+            redact("postgres://bg:s3cret@db:5432/bg"),
+            "postgres://bg:***@db:5432/bg"
+        );
         assert_eq!(redact("postgres://bg@db/bg"), "postgres://bg@db/bg");
-        assert_eq!(redact("sqlite://data/bouncegate.db"), "sqlite://data/bouncegate.db");
+        assert_eq!(
+            redact("sqlite://data/bouncegate.db"),
+            "sqlite://data/bouncegate.db"
+        );
     }
 
     #[test]

@@ -25,14 +25,29 @@ pub struct StatusArgs {
 }
 
 pub async fn check(service: &SuppressionService, args: CheckArgs) -> anyhow::Result<u8> {
-    let verdict = service.check(&args.address, args.audience.request()).await?;
+    let verdict = service
+        .check(&args.address, args.audience.request())
+        .await?;
     if args.json {
         print_json(&verdict)?;
     } else {
-        let word = if verdict.allowed { "allowed" } else { "blocked" };
-        println!("{word}: {} (status {})", args.address.trim(), verdict.status);
+        let word = if verdict.allowed {
+            "allowed"
+        } else {
+            "blocked"
+        };
+        println!(
+            "{word}: {} (status {})",
+            args.address.trim(),
+            verdict.status
+        );
         for b in &verdict.blocking {
-            print!("  {} ({}) since {}", b.reason.as_str(), b.scope, format_time(&b.created_at));
+            print!(
+                "  {} ({}) since {}",
+                b.reason.as_str(),
+                b.scope,
+                format_time(&b.created_at)
+            );
             if let Some(id) = b.evidence_id {
                 print!(", evidence {id}");
             }
@@ -42,7 +57,11 @@ pub async fn check(service: &SuppressionService, args: CheckArgs) -> anyhow::Res
             }
         }
     }
-    Ok(if verdict.allowed { EXIT_OK } else { EXIT_NEGATIVE })
+    Ok(if verdict.allowed {
+        EXIT_OK
+    } else {
+        EXIT_NEGATIVE
+    })
 }
 
 pub async fn status(service: &SuppressionService, args: StatusArgs) -> anyhow::Result<u8> {
@@ -53,7 +72,10 @@ pub async fn status(service: &SuppressionService, args: StatusArgs) -> anyhow::R
     }
     println!("{}", report.address);
     if let Some(erased_at) = report.erased_at {
-        println!("  erased {} (only a keyed hash is kept)", format_time(&erased_at));
+        println!(
+            "  erased {} (only a keyed hash is kept)",
+            format_time(&erased_at)
+        );
     }
     if report.companies.is_empty() {
         println!("  no companies are configured");

@@ -37,7 +37,11 @@ impl Store {
     ///
     /// # Errors
     /// The database failed; nothing was stored.
-    pub async fn store_evidence(&self, evidence: &NewEvidence<'_>, now: Timestamp) -> Result<i64, StoreError> {
+    pub async fn store_evidence(
+        &self,
+        evidence: &NewEvidence<'_>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
         let id = insert_evidence(&mut tx, evidence, now).await?;
         tx.commit().await?;

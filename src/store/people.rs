@@ -44,7 +44,11 @@ impl Store {
     ///
     /// # Errors
     /// The database failed; nothing was written.
-    pub async fn record_consent(&self, consent: &NewConsent, now: Timestamp) -> Result<ConsentOutcome, StoreError> {
+    pub async fn record_consent(
+        &self,
+        consent: &NewConsent,
+        now: Timestamp,
+    ) -> Result<ConsentOutcome, StoreError> {
         let hash = self.hash(&consent.address);
         let (company, brand) = consent.scope.columns();
         let mut tx = self.begin_write().await?;
@@ -123,7 +127,11 @@ impl Store {
     ///
     /// # Errors
     /// The database failed; nothing was changed.
-    pub async fn erase(&self, address: &EmailAddress, now: Timestamp) -> Result<EraseOutcome, StoreError> {
+    pub async fn erase(
+        &self,
+        address: &EmailAddress,
+        now: Timestamp,
+    ) -> Result<EraseOutcome, StoreError> {
         let hash = self.hash(address);
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
@@ -177,7 +185,10 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn erasure_time(&self, address: &EmailAddress) -> Result<Option<Timestamp>, StoreError> {
+    pub async fn erasure_time(
+        &self,
+        address: &EmailAddress,
+    ) -> Result<Option<Timestamp>, StoreError> {
         let row = sqlx::query("SELECT erased_at FROM erasures WHERE address_hash = $1")
             .bind(self.hash(address).as_str())
             .fetch_optional(&self.pool)

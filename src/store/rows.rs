@@ -8,28 +8,60 @@ use sqlx::any::AnyRow;
 use super::StoreError;
 use crate::model::{Scope, SuppressionRecord, Timestamp, parse_time};
 
-pub(super) fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
-    Ok(row.try_get::<String, _>(column)?)
+/// A result row of either driver: sqlx (both backends) or rusqlite (the SQLite read path).
+pub(super) trait RecordRow {
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
 }
 
-pub(super) fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
-    Ok(row.try_get::<Option<String>, _>(column)?)
+impl RecordRow for AnyRow {
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get::<Option<String>, _>(column)?)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get::<Option<i64>, _>(column)?)
+    }
 }
 
-pub(super) fn int(row: &AnyRow, column: &str) -> Result<i64, StoreError> {
-    Ok(row.try_get::<i64, _>(column)?)
+impl RecordRow for rusqlite::Row<'_> {
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get::<_, Option<String>>(column)?)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get::<_, Option<i64>>(column)?)
+    }
 }
 
-pub(super) fn opt_int(row: &AnyRow, column: &str) -> Result<Option<i64>, StoreError> {
-    Ok(row.try_get::<Option<i64>, _>(column)?)
+fn missing(column: &str) -> StoreError {
+    StoreError::Corrupt(format!("{column} is NULL"))
 }
 
-pub(super) fn time(row: &AnyRow, column: &str) -> Result<Timestamp, StoreError> {
+pub(super) fn text(row: &impl RecordRow, column: &str) -> Result<String, StoreError> {
+    row.opt_text(column)?.ok_or_else(|| missing(column))
+}
+
+pub(super) fn opt_text(row: &impl RecordRow, column: &str) -> Result<Option<String>, StoreError> {
+    row.opt_text(column)
+}
+
+pub(super) fn int(row: &impl RecordRow, column: &str) -> Result<i64, StoreError> {
+    row.opt_int(column)?.ok_or_else(|| missing(column))
+}
+
+pub(super) fn opt_int(row: &impl RecordRow, column: &str) -> Result<Option<i64>, StoreError> {
+    row.opt_int(column)
+}
+
+pub(super) fn time(row: &impl RecordRow, column: &str) -> Result<Timestamp, StoreError> {
     let value = text(row, column)?;
-    parse_time(&value).ok_or_else(|| StoreError::Corrupt(format!("{column} = {value:?} is not a time")))
+    parse_time(&value)
+        .ok_or_else(|| StoreError::Corrupt(format!("{column} = {value:?} is not a time")))
 }
 
-pub(super) fn opt_time(row: &AnyRow, column: &str) -> Result<Option<Timestamp>, StoreError> {
+pub(super) fn opt_time(
+    row: &impl RecordRow,
+    column: &str,
+) -> Result<Option<Timestamp>, StoreError> {
     match opt_text(row, column)? {
         None => Ok(None),
         Some(value) => parse_time(&value)
@@ -38,15 +70,17 @@ pub(super) fn opt_time(row: &AnyRow, column: &str) -> Result<Option<Timestamp>, 
     }
 }
 
-pub(super) fn word<T: FromStr>(row: &AnyRow, column: &str) -> Result<T, StoreError>
+pub(super) fn word<T: FromStr>(row: &impl RecordRow, column: &str) -> Result<T, StoreError>
 where
     T::Err: std::fmt::Display,
 {
     let value = text(row, column)?;
-    value.parse().map_err(|e: T::Err| StoreError::Corrupt(format!("{column}: {e}")))
+    value
+        .parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-pub(super) fn scope(row: &AnyRow) -> Result<Scope, StoreError> {
+pub(super) fn scope(row: &impl RecordRow) -> Result<Scope, StoreError> {
     let company = text(row, "company")?;
     let brand = text(row, "brand")?;
     Scope::from_parts(Some(&company), Some(&brand))
@@ -54,10 +88,9 @@ pub(super) fn scope(row: &AnyRow) -> Result<Scope, StoreError> {
 }
 
 /// The suppression columns every reader selects, in this order.
-pub(super) const SUPPRESSION_COLUMNS: &str =
-    "id, address, channel, company, brand, reason, source, note, created_at, expires_at, evidence_id";
+pub(super) const SUPPRESSION_COLUMNS: &str = "id, address, channel, company, brand, reason, source, note, created_at, expires_at, evidence_id";
 
-pub(super) fn suppression(row: &AnyRow) -> Result<SuppressionRecord, StoreError> {
+pub(super) fn suppression(row: &impl RecordRow) -> Result<SuppressionRecord, StoreError> {
     Ok(SuppressionRecord {
         id: int(row, "id")?,
         address: opt_text(row, "address")?,
@@ -74,5 +107,8 @@ pub(super) fn suppression(row: &AnyRow) -> Result<SuppressionRecord, StoreError>
 
 /// `$first, $first+1, …` for an `IN (…)` list of `count` values.
 pub(super) fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -6,11 +6,12 @@ use futures_util::{Stream, StreamExt};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::rows::{self, SUPPRESSION_COLUMNS, placeholders};
-use super::{Store, StoreError};
+use super::rows::{self, RecordRow, SUPPRESSION_COLUMNS, placeholders};
+use super::{Backend, Store, StoreError};
 use crate::address::EmailAddress;
 use crate::model::{
-    AddressRecords, Channel, ConsentRecord, Reason, Scope, Source, SuppressionRecord, Timestamp, format_time,
+    AddressRecords, Channel, ConsentRecord, Reason, Scope, Source, SuppressionRecord, Timestamp,
+    format_time,
 };
 use crate::secret::AddressHash;
 
@@ -62,7 +63,11 @@ impl Store {
     ///
     /// # Errors
     /// The database failed; nothing was written.
-    pub async fn add_suppression(&self, new: &NewSuppression, now: Timestamp) -> Result<AddOutcome, StoreError> {
+    pub async fn add_suppression(
+        &self,
+        new: &NewSuppression,
+        now: Timestamp,
+    ) -> Result<AddOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
         let outcome = self.add_in(&mut tx, new, now).await?;
         tx.commit().await?;
@@ -105,7 +110,11 @@ impl Store {
     ///
     /// # Errors
     /// The database failed; nothing of the batch was written.
-    pub async fn add_suppressions(&self, batch: &[NewSuppression], now: Timestamp) -> Result<BatchOutcome, StoreError> {
+    pub async fn add_suppressions(
+        &self,
+        batch: &[NewSuppression],
+        now: Timestamp,
+    ) -> Result<BatchOutcome, StoreError> {
         let hashes: Vec<AddressHash> = batch.iter().map(|s| self.hash(&s.address)).collect();
         let mut tx = self.begin_write().await?;
         let mut erased = HashSet::new();
@@ -113,13 +122,15 @@ impl Store {
             erased.extend(erased_among(&mut tx, chunk).await?);
             expire_due(&mut tx, chunk, now).await?;
         }
-        let mut outcome = BatchOutcome::default();
-        for (new, hash) in batch.iter().zip(&hashes) {
-            match insert(&mut tx, new, hash, erased.contains(hash)).await? {
-                Some(_) => outcome.added += 1,
-                None => outcome.unchanged += 1,
-            }
+        let mut added = 0;
+        let rows: Vec<_> = batch.iter().zip(&hashes).collect();
+        for chunk in rows.chunks(INSERT_ROWS) {
+            added += insert_many(&mut tx, self.backend, chunk, &erased).await?;
         }
+        let outcome = BatchOutcome {
+            added,
+            unchanged: batch.len() - added,
+        };
         tx.commit().await?;
         Ok(outcome)
     }
@@ -129,6 +140,9 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn records(&self, hash: &AddressHash) -> Result<AddressRecords, StoreError> {
+        if let Some(reader) = &self.sqlite_reader {
+            return reader.records(hash);
+        }
         let rows = sqlx::query(&records_query("= $1"))
             .bind(hash.as_str())
             .fetch_all(&self.pool)
@@ -145,8 +159,24 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn records_many(&self, hashes: &[AddressHash]) -> Result<HashMap<AddressHash, AddressRecords>, StoreError> {
+    pub async fn records_many(
+        &self,
+        hashes: &[AddressHash],
+    ) -> Result<HashMap<AddressHash, AddressRecords>, StoreError> {
         let mut map: HashMap<AddressHash, AddressRecords> = HashMap::new();
+        if let Some(reader) = &self.sqlite_reader {
+            // Bulk lookups take milliseconds: off the async workers.
+            let reader = reader.clone();
+            let hashes = hashes.to_vec();
+            return tokio::task::spawn_blocking(move || {
+                for chunk in hashes.chunks(LOOKUP_CHUNK) {
+                    reader.records_many(chunk, &mut map)?;
+                }
+                Ok(map)
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("lookup task failed: {e}")))?;
+        }
         for chunk in hashes.chunks(LOOKUP_CHUNK) {
             let sql = records_query(&format!("IN ({})", placeholders(1, chunk.len())));
             let mut query = sqlx::query(&sql);
@@ -166,7 +196,13 @@ impl Store {
     ///
     /// # Errors
     /// The database failed; nothing was lifted.
-    pub async fn lift(&self, ids: &[i64], lifted_by: &str, note: Option<&str>, now: Timestamp) -> Result<Vec<i64>, StoreError> {
+    pub async fn lift(
+        &self,
+        ids: &[i64],
+        lifted_by: &str,
+        note: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut lifted = Vec::new();
         for &id in ids {
@@ -191,7 +227,9 @@ impl Store {
     }
 
     /// Every suppression in force (not lifted; expired ones included until swept), oldest first.
-    pub fn active_suppressions(&self) -> impl Stream<Item = Result<SuppressionRecord, StoreError>> + '_ {
+    pub fn active_suppressions(
+        &self,
+    ) -> impl Stream<Item = Result<SuppressionRecord, StoreError>> + '_ {
         sqlx::query(
             "SELECT id, address, channel, company, brand, reason, source, note, created_at, expires_at, \
              evidence_id FROM suppressions WHERE lifted_at IS NULL ORDER BY id",
@@ -202,7 +240,7 @@ impl Store {
 }
 
 /// One query for suppressions in force, consents and the erasure of the hashes matched by `matcher`.
-fn records_query(matcher: &str) -> String {
+pub(super) fn records_query(matcher: &str) -> String {
     format!(
         "SELECT 's' AS kind, address_hash, {SUPPRESSION_COLUMNS} FROM suppressions \
            WHERE address_hash {matcher} AND lifted_at IS NULL \
@@ -213,7 +251,10 @@ fn records_query(matcher: &str) -> String {
     )
 }
 
-fn add_record_row(records: &mut AddressRecords, row: &AnyRow) -> Result<(), StoreError> {
+pub(super) fn add_record_row(
+    records: &mut AddressRecords,
+    row: &impl RecordRow,
+) -> Result<(), StoreError> {
     match rows::text(row, "kind")?.as_str() {
         "s" => records.suppressions.push(rows::suppression(row)?),
         "c" => records.consents.push(ConsentRecord {
@@ -227,6 +268,64 @@ fn add_record_row(records: &mut AddressRecords, row: &AnyRow) -> Result<(), Stor
     Ok(())
 }
 
+/// Columns written for a new suppression, in the order `bind_suppression` binds them.
+const INSERT_COLUMNS: &str = "address, address_hash, channel, company, brand, reason, source, note, \
+     created_at, expires_at, evidence_id, event_id";
+const INSERT_WIDTH: usize = 12;
+/// Rows per multi-row INSERT in a batch (12 binds each).
+const INSERT_ROWS: usize = 200;
+const ON_CONFLICT: &str = "ON CONFLICT (address_hash, channel, company, brand, reason) WHERE lifted_at IS NULL DO NOTHING";
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_suppression<'q>(
+    query: AnyQuery<'q>,
+    new: &'q NewSuppression,
+    hash: &'q AddressHash,
+    erased: bool,
+) -> AnyQuery<'q> {
+    let (company, brand) = new.scope.columns();
+    query
+        .bind((!erased).then(|| new.address.as_given().to_string()))
+        .bind(hash.as_str())
+        .bind(new.channel.as_str())
+        .bind(company)
+        .bind(brand)
+        .bind(new.reason.as_str())
+        .bind(new.source.as_str())
+        .bind(new.note.as_deref())
+        .bind(format_time(&new.created_at))
+        .bind(new.expires_at.as_ref().map(format_time))
+        .bind(new.evidence_id)
+        .bind(new.event_id)
+}
+
+/// Inserts many rows in one statement; returns how many were new (the rest were in force already).
+async fn insert_many(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    rows: &[(&NewSuppression, &AddressHash)],
+    erased: &HashSet<AddressHash>,
+) -> Result<usize, StoreError> {
+    // SQLite resolves each named parameter with a linear scan (quadratic for thousands of
+    // binds); anonymous `?` are bound in order, which is what this statement needs.
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| match backend {
+            Backend::Sqlite => format!("({})", vec!["?"; INSERT_WIDTH].join(", ")),
+            Backend::Postgres => format!("({})", placeholders(1 + i * INSERT_WIDTH, INSERT_WIDTH)),
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO suppressions ({INSERT_COLUMNS}) VALUES {} {ON_CONFLICT} RETURNING id",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for (new, hash) in rows {
+        query = bind_suppression(query, new, hash, erased.contains(*hash));
+    }
+    Ok(query.fetch_all(&mut **tx).await?.len())
+}
+
 /// Inserts unless the same suppression is in force; `None` then. An erased address keeps only its hash.
 async fn insert(
     tx: &mut Transaction<'static, Any>,
@@ -234,33 +333,22 @@ async fn insert(
     hash: &AddressHash,
     erased: bool,
 ) -> Result<Option<i64>, StoreError> {
-    let (company, brand) = new.scope.columns();
-    let row = sqlx::query(
-        "INSERT INTO suppressions (address, address_hash, channel, company, brand, reason, source, note, \
-           created_at, expires_at, evidence_id, event_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (address_hash, channel, company, brand, reason) WHERE lifted_at IS NULL DO NOTHING \
-         RETURNING id",
-    )
-    .bind((!erased).then(|| new.address.as_given().to_string()))
-    .bind(hash.as_str())
-    .bind(new.channel.as_str())
-    .bind(company)
-    .bind(brand)
-    .bind(new.reason.as_str())
-    .bind(new.source.as_str())
-    .bind(new.note.as_deref())
-    .bind(format_time(&new.created_at))
-    .bind(new.expires_at.as_ref().map(format_time))
-    .bind(new.evidence_id)
-    .bind(new.event_id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let sql = format!(
+        "INSERT INTO suppressions ({INSERT_COLUMNS}) VALUES ({}) {ON_CONFLICT} RETURNING id",
+        placeholders(1, INSERT_WIDTH)
+    );
+    let row = bind_suppression(sqlx::query(&sql), new, hash, erased)
+        .fetch_optional(&mut **tx)
+        .await?;
     row.map(|r| rows::int(&r, "id")).transpose()
 }
 
 /// Marks expired suppressions of these addresses as lifted by expiry, so a new one can take their place.
-async fn expire_due(tx: &mut Transaction<'static, Any>, hashes: &[AddressHash], now: Timestamp) -> Result<(), StoreError> {
+async fn expire_due(
+    tx: &mut Transaction<'static, Any>,
+    hashes: &[AddressHash],
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let sql = format!(
         "UPDATE suppressions SET lifted_at = $1, lifted_by = 'expiry', lift_note = 'expired' \
          WHERE lifted_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1 AND address_hash IN ({})",
@@ -274,7 +362,10 @@ async fn expire_due(tx: &mut Transaction<'static, Any>, hashes: &[AddressHash], 
     Ok(())
 }
 
-async fn erased_among(tx: &mut Transaction<'static, Any>, hashes: &[AddressHash]) -> Result<HashSet<AddressHash>, StoreError> {
+async fn erased_among(
+    tx: &mut Transaction<'static, Any>,
+    hashes: &[AddressHash],
+) -> Result<HashSet<AddressHash>, StoreError> {
     let sql = format!(
         "SELECT address_hash FROM erasures WHERE address_hash IN ({})",
         placeholders(1, hashes.len())

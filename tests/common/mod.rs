@@ -32,7 +32,10 @@ impl Drop for TestDb {
         if let Some((base, schema)) = self.pg_schema.take() {
             // Drop runs outside any runtime we may block on: use a thread with its own.
             let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
                 runtime.block_on(async {
                     let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
                     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
@@ -100,7 +103,10 @@ brands = ["weekly"]
 /// Writes a config for `db` with the example organisation and `extra` TOML; returns its path.
 pub fn write_config(db: &TestDb, extra: &str) -> PathBuf {
     let path = db.path("bouncegate.toml");
-    let text = format!("[database]\nurl = {:?}\nmax_connections = 4\n{extra}\n{ORGANISATION}", db.url);
+    let text = format!(
+        "[database]\nurl = {:?}\nmax_connections = 4\n{extra}\n{ORGANISATION}",
+        db.url
+    );
     std::fs::write(&path, text).expect("write config");
     path
 }
@@ -151,6 +157,10 @@ pub fn stdout(output: &Output) -> String {
 
 /// Standard output parsed as one JSON value.
 pub fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }

@@ -1,0 +1,367 @@
+//! The real binary: the CLI contract (forms, JSON fields, exit codes) on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{
+    bouncegate, bouncegate_with_input, databases, expect_exit, json, stdout, write_config,
+};
+
+#[tokio::test]
+async fn check_answers_with_exit_code_and_the_json_contract() {
+    for db in databases().await {
+        let config = write_config(&db, "");
+        let allowed = bouncegate(
+            &config,
+            &["check", "jane@example.org", "--company", "acme", "--json"],
+        );
+        expect_exit(&allowed, 0, db.backend);
+        assert_eq!(
+            json(&allowed),
+            serde_json::json!({"allowed": true, "status": "A", "blocking": []})
+        );
+
+        let suppress = bouncegate(
+            &config,
+            &[
+                "suppress",
+                "jane@example.org",
+                "--reason",
+                "unsubscribe",
+                "--company",
+                "acme",
+                "--note",
+                "asked by phone",
+            ],
+        );
+        expect_exit(&suppress, 0, "suppress");
+
+        let blocked = bouncegate(
+            &config,
+            &[
+                "check",
+                "JANE@example.org",
+                "--company",
+                "acme",
+                "--brand",
+                "news",
+                "--json",
+            ],
+        );
+        expect_exit(&blocked, 1, db.backend);
+        let answer = json(&blocked);
+        assert_eq!(answer["allowed"], false);
+        assert_eq!(answer["status"], "U");
+        let blocking = &answer["blocking"][0];
+        assert_eq!(blocking["reason"], "unsubscribe");
+        assert_eq!(blocking["scope"], "company:acme");
+        assert_eq!(blocking["note"], "asked by phone");
+        assert!(blocking["evidence_id"].is_null());
+        assert!(blocking["created_at"].as_str().unwrap().ends_with('Z'));
+
+        let service = bouncegate(
+            &config,
+            &[
+                "check",
+                "jane@example.org",
+                "--company",
+                "acme",
+                "--class",
+                "service",
+            ],
+        );
+        expect_exit(&service, 0, "service mail passes opt-outs");
+        let other = bouncegate(
+            &config,
+            &["check", "jane@example.org", "--company", "globex"],
+        );
+        expect_exit(&other, 0, "another company is not bound by acme's opt-out");
+
+        let unknown = bouncegate(
+            &config,
+            &["check", "jane@example.org", "--company", "initech"],
+        );
+        expect_exit(&unknown, 2, "unknown company");
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("initech"));
+        let invalid = bouncegate(&config, &["check", "jane@@example", "--company", "acme"]);
+        expect_exit(&invalid, 2, "invalid address");
+        let bad_class = bouncegate(
+            &config,
+            &[
+                "check",
+                "jane@example.org",
+                "--company",
+                "acme",
+                "--class",
+                "newsletter",
+            ],
+        );
+        expect_exit(&bad_class, 2, "bad class");
+    }
+}
+
+#[tokio::test]
+async fn status_lift_consent_and_erase_work_end_to_end() {
+    for db in databases().await {
+        let config = write_config(&db, "");
+        for args in [
+            vec![
+                "suppress",
+                "max@example.org",
+                "--reason",
+                "hard_bounce",
+                "--note",
+                "5.1.1 user unknown",
+            ],
+            vec![
+                "suppress",
+                "max@example.org",
+                "--reason",
+                "unsubscribe",
+                "--company",
+                "acme",
+                "--brand",
+                "news",
+                "--note",
+                "link",
+            ],
+        ] {
+            expect_exit(&bouncegate(&config, &args), 0, "suppress");
+        }
+        let status = bouncegate(&config, &["status", "max@example.org", "--json"]);
+        expect_exit(&status, 0, "status");
+        let status = json(&status);
+        assert_eq!(status["companies"][0]["company"], "acme");
+        assert_eq!(status["companies"][0]["status"], "B");
+
+        let refused = bouncegate(
+            &config,
+            &["lift", "max@example.org", "--reason", "unsubscribe"],
+        );
+        expect_exit(&refused, 1, "opt-outs are refused");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("confirmed opt-in"));
+        let lifted = bouncegate(
+            &config,
+            &["lift", "max@example.org", "--note", "mailbox is back"],
+        );
+        expect_exit(&lifted, 0, "bounce lifted");
+        assert!(stdout(&lifted).contains("hard_bounce"));
+
+        let news = [
+            "check",
+            "max@example.org",
+            "--company",
+            "acme",
+            "--brand",
+            "news",
+        ];
+        expect_exit(
+            &bouncegate(&config, &news),
+            1,
+            "still unsubscribed from news",
+        );
+        let shop = [
+            "check",
+            "max@example.org",
+            "--company",
+            "acme",
+            "--brand",
+            "shop",
+        ];
+        expect_exit(
+            &bouncegate(&config, &shop),
+            0,
+            "shop was never unsubscribed",
+        );
+
+        let proof = db.path("double-opt-in.eml");
+        std::fs::write(&proof, b"Subject: please confirm\r\n\r\nconfirmed\r\n").unwrap();
+        let consent = bouncegate(
+            &config,
+            &[
+                "consent",
+                "max@example.org",
+                "--company",
+                "acme",
+                "--brand",
+                "news",
+                "--proof",
+                proof.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        expect_exit(&consent, 0, "consent");
+        assert_eq!(json(&consent)["lifted"].as_array().unwrap().len(), 1);
+        expect_exit(
+            &bouncegate(&config, &news),
+            0,
+            "the owner's opt-in lifted it",
+        );
+
+        expect_exit(
+            &bouncegate(&config, &["erase", "max@example.org"]),
+            0,
+            "erase",
+        );
+        let status = json(&bouncegate(
+            &config,
+            &["status", "max@example.org", "--json"],
+        ));
+        assert_eq!(status["companies"][0]["status"], "D", "{status}");
+        assert!(
+            status["suppressions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["address"].is_null())
+        );
+        let check = bouncegate(
+            &config,
+            &["check", "max@example.org", "--company", "globex", "--json"],
+        );
+        expect_exit(&check, 1, "erased stays blocked");
+        assert_eq!(json(&check)["status"], "D");
+    }
+}
+
+#[tokio::test]
+async fn import_export_and_filter_over_files() {
+    for db in databases().await {
+        let config = write_config(&db, "");
+        let csv = db.path("list.csv");
+        std::fs::write(
+            &csv,
+            "email,reason,company,brand,note\nu1@example.org,unsubscribe,acme,news,\nnot-an-address,unsubscribe,acme,,\nb1@example.org,hard_bounce,,,\n",
+        )
+        .unwrap();
+        let import = bouncegate(&config, &["import", csv.to_str().unwrap(), "--json"]);
+        expect_exit(&import, 1, "a bad row makes exit 1, good rows are kept");
+        let report = json(&import);
+        assert_eq!(report["added"], 2);
+        assert_eq!(report["errors"][0]["line"], 3);
+        let again = json(&bouncegate(
+            &config,
+            &["import", csv.to_str().unwrap(), "--json"],
+        ));
+        assert_eq!(
+            (again["added"].as_u64(), again["unchanged"].as_u64()),
+            (Some(0), Some(2))
+        );
+
+        let export = bouncegate(&config, &["export", "--format", "csv"]);
+        expect_exit(&export, 0, "export");
+        let text = stdout(&export);
+        assert!(
+            text.starts_with("email,reason,company,brand,channel,note,created_at\n"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 3, "{text}");
+        let jsonl = stdout(&bouncegate(&config, &["export", "--format", "jsonl"]));
+        let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+        assert_eq!(first["email"], "u1@example.org");
+        assert_eq!(first["brand"], "news");
+
+        let rejected = db.path("rejected.csv");
+        let list = b"u1@example.org\nok@example.org\n\nb1@example.org\nbroken\n";
+        let filter = bouncegate_with_input(
+            &config,
+            &[
+                "filter",
+                "--company",
+                "acme",
+                "--brand",
+                "news",
+                "-",
+                "--rejected",
+                rejected.to_str().unwrap(),
+            ],
+            Some(list),
+        );
+        expect_exit(&filter, 0, "filter");
+        assert_eq!(stdout(&filter), "ok@example.org\n");
+        let rejected = std::fs::read_to_string(&rejected).unwrap();
+        assert_eq!(rejected.lines().count(), 4, "{rejected}");
+        assert!(
+            rejected.contains("b1@example.org,hard_bounce (global)"),
+            "{rejected}"
+        );
+        let shop = bouncegate_with_input(
+            &config,
+            &["filter", "--company", "acme", "--brand", "shop", "-"],
+            Some(list),
+        );
+        assert_eq!(stdout(&shop), "u1@example.org\nok@example.org\n");
+    }
+}
+
+#[tokio::test]
+async fn evidence_show_writes_the_stored_bytes() {
+    for db in databases().await {
+        let config = write_config(&db, "");
+        let raw =
+            b"Received: from mx\r\nSubject: unsubscribe\r\n\r\n\xc3\xa4\xff binary \x00 body\r\n"
+                .to_vec();
+        let id = {
+            let store = bouncegate::store::Store::open(&db.url, 1).await.unwrap();
+            let evidence = bouncegate::store::NewEvidence {
+                raw: &raw,
+                ..Default::default()
+            };
+            let id = store
+                .store_evidence(&evidence, chrono::Utc::now())
+                .await
+                .unwrap();
+            store.close().await;
+            id
+        };
+        let shown = bouncegate(&config, &["evidence", "show", &id.to_string()]);
+        expect_exit(&shown, 0, "evidence show");
+        assert_eq!(shown.stdout, raw, "{}", db.backend);
+        expect_exit(
+            &bouncegate(&config, &["evidence", "show", "99999"]),
+            1,
+            "missing evidence",
+        );
+    }
+}
+
+#[test]
+fn a_bad_config_is_refused_with_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[[companies]]\nid = \"acme\"\nbrands = [\"news\"]\n\n[[companies]]\nid = \"b\"\nbrands = [\"news\"]\n").unwrap();
+    let output = bouncegate(&config, &["db", "migrate"]);
+    expect_exit(&output, 2, "bad config");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 7") && stderr.contains("companies[1].brands[0]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_runs_on_the_embedded_default_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bouncegate"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("BOUNCEGATE_CONFIG")
+        .env_remove("BOUNCEGATE_DATABASE_URL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let db = dir.path().join("data/bouncegate.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !db.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(db.exists(), "serve created the default SQLite store");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SIGTERM, as a service manager stops it.
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
