@@ -311,7 +311,7 @@ async fn insert_many(
     // binds); anonymous `?` are bound in order, which is what this statement needs.
     let values: Vec<String> = (0..rows.len())
         .map(|i| match backend {
-            Backend::Sqlite => format!("({})", vec!["?"; INSERT_WIDTH].join(", ")),
+            Backend::Sqlite => format!("({})", ["?"; INSERT_WIDTH].join(", ")),
             Backend::Postgres => format!("({})", placeholders(1 + i * INSERT_WIDTH, INSERT_WIDTH)),
         })
         .collect();
