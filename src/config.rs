@@ -49,7 +49,17 @@ pub struct Config {
     pub relay: RelayConfig,
     pub http: HttpConfig,
     pub policy: PolicyConfig,
+    pub analysis: AnalysisConfig,
     pub companies: Vec<CompanyConfig>,
+}
+
+/// `[analysis]`: the bounce analyser.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisConfig {
+    /// Operator bounce rules (same shape as `config/bounce-rules.toml`), tried before the shipped
+    /// ones; relative to the working directory.
+    pub rules: Option<PathBuf>,
 }
 
 /// `[database]`

@@ -5,6 +5,7 @@
 //! `service` is the one layer the edges (`cli`, `api`) call; `serve` wires everything together.
 
 pub mod address;
+pub mod analysis;
 pub mod bulk;
 pub mod cli;
 pub mod config;

@@ -5,7 +5,6 @@
 //! No I/O, no rules (those live in `policy`).
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +21,7 @@ pub struct UnknownWord {
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "&'static str")]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
@@ -36,12 +35,12 @@ macro_rules! vocabulary {
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownWord;
-            fn from_str(s: &str) -> Result<Self, UnknownWord> {
+        impl std::str::FromStr for $name {
+            type Err = $crate::model::UnknownWord;
+            fn from_str(s: &str) -> Result<Self, $crate::model::UnknownWord> {
                 match s.trim() {
                     $($text => Ok($name::$variant),)+
-                    other => Err(UnknownWord {
+                    other => Err($crate::model::UnknownWord {
                         what: $what,
                         value: other.to_string(),
                         expected: concat!($($text, " "),+),
@@ -51,19 +50,21 @@ macro_rules! vocabulary {
         }
 
         impl TryFrom<String> for $name {
-            type Error = UnknownWord;
-            fn try_from(s: String) -> Result<Self, UnknownWord> { s.parse() }
+            type Error = $crate::model::UnknownWord;
+            fn try_from(s: String) -> Result<Self, $crate::model::UnknownWord> { s.parse() }
         }
 
         impl From<$name> for &'static str {
             fn from(v: $name) -> &'static str { v.as_str() }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
         }
     };
 }
+
+pub(crate) use vocabulary;
 
 vocabulary! {
     /// Why an address is suppressed.

@@ -3,6 +3,7 @@
 //! (0 ok, 1 blocked / not found / refused, 2 error).
 
 mod bulk;
+mod classify;
 mod manage;
 mod query;
 
@@ -61,6 +62,8 @@ enum Command {
     Export(bulk::ExportArgs),
     /// Keep the sendable addresses of a recipient list.
     Filter(bulk::FilterArgs),
+    /// Analyse bounce, complaint and auto-reply mails (files or folders).
+    Classify(classify::ClassifyArgs),
     /// Stored evidence.
     Evidence {
         #[command(subcommand)]
@@ -155,16 +158,20 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = Arc::new(Config::load(cli.config.as_deref())?);
-    if let Command::Serve = cli.command {
-        crate::serve::run(config).await?;
-        return Ok(EXIT_OK);
+    match cli.command {
+        Command::Serve => {
+            crate::serve::run(config).await?;
+            return Ok(EXIT_OK);
+        }
+        Command::Classify(args) => return classify::classify(&config, args),
+        _ => {}
     }
     let store = Store::open(&config.database.url, config.database.max_connections)
         .await
         .with_context(|| format!("database {}", redact(&config.database.url)))?;
     let service = SuppressionService::new(store, config);
     let code = match cli.command {
-        Command::Serve => unreachable!("handled above"),
+        Command::Serve | Command::Classify(_) => unreachable!("handled above"),
         Command::Check(args) => query::check(&service, args).await?,
         Command::Status(args) => query::status(&service, args).await?,
         Command::Suppress(args) => manage::suppress(&service, args).await?,

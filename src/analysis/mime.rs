@@ -1,0 +1,209 @@
+//! Walking a parsed mail: which parts are delivery-status fields, a feedback report, the returned
+//! original, and the human-readable text.
+
+use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+
+use super::dsn::looks_like_dsn;
+use super::report::OriginalMessage;
+
+/// Longest human-readable text kept per mail: bounce prose is short, anything past this is noise.
+const MAX_TEXT: usize = 256 * 1024;
+
+/// The parts of a mail that matter to the analyser.
+#[derive(Debug, Default)]
+pub struct MailParts {
+    /// Delivery-status fields (`message/delivery-status`, the global form, or mislabelled text).
+    pub dsn_texts: Vec<String>,
+    /// `message/feedback-report` fields.
+    pub feedback: Option<String>,
+    /// The returned original (attached message or headers).
+    pub original: Option<OriginalMessage>,
+    /// Text of the readable parts, in order.
+    pub human_text: String,
+    /// Whether the mail is a `multipart/report`.
+    pub is_report: bool,
+    /// An attached message that is itself a report (a forwarded bounce), raw.
+    pub forwarded_report: Option<Vec<u8>>,
+}
+
+/// Collects the parts of `message`.
+pub fn collect(message: &Message<'_>) -> MailParts {
+    let mut parts = MailParts::default();
+    if let Some(ct) = message.root_part().content_type() {
+        parts.is_report = ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"));
+    }
+    for part in &message.parts {
+        let (ctype, subtype) = part
+            .content_type()
+            .map(|ct| {
+                (
+                    ct.ctype().to_ascii_lowercase(),
+                    ct.subtype().unwrap_or("").to_ascii_lowercase(),
+                )
+            })
+            .unwrap_or_else(|| ("text".into(), "plain".into()));
+        match (&part.body, ctype.as_str(), subtype.as_str()) {
+            (PartType::Multipart(_), _, _) => {}
+            (PartType::Message(inner), _, _) => {
+                if parts.original.is_none() {
+                    parts.original = Some(original_of(inner));
+                }
+                let inner_is_report = inner.root_part().content_type().is_some_and(|ct| {
+                    ct.subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+                });
+                if inner_is_report && parts.forwarded_report.is_none() {
+                    parts.forwarded_report = Some(inner.raw_message().to_vec());
+                }
+            }
+            (_, "message", "delivery-status" | "global-delivery-status") => {
+                parts.dsn_texts.push(lossy(part.contents()));
+            }
+            (_, "message", "feedback-report") => parts.feedback = Some(lossy(part.contents())),
+            (_, "text", "rfc822-headers") | (_, "message", "rfc822-headers" | "global-headers") => {
+                if parts.original.is_none()
+                    && let Some(inner) = MessageParser::default().parse(part.contents())
+                {
+                    parts.original = Some(original_of(&inner));
+                }
+            }
+            (PartType::Text(text), _, _) => {
+                if looks_like_dsn(text) {
+                    parts.dsn_texts.push(text.to_string());
+                } else {
+                    push_text(&mut parts.human_text, text);
+                }
+            }
+            (PartType::Html(html), _, _) => push_text(&mut parts.human_text, &strip_html(html)),
+            (PartType::Binary(bytes) | PartType::InlineBinary(bytes), "message", _) => {
+                // An unparsed message part (e.g. message/global): keep its text for the prose reader.
+                let text = lossy(bytes);
+                if looks_like_dsn(&text) {
+                    parts.dsn_texts.push(text);
+                }
+            }
+            _ => {}
+        }
+    }
+    parts
+}
+
+fn push_text(out: &mut String, text: &str) {
+    if out.len() >= MAX_TEXT {
+        return;
+    }
+    let room = MAX_TEXT - out.len();
+    let mut end = text.len().min(room);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.push_str(&text[..end]);
+    out.push('\n');
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_TEXT)]).into_owned()
+}
+
+/// What the returned original says about itself.
+pub fn original_of(message: &Message<'_>) -> OriginalMessage {
+    let addresses = |value: Option<&mail_parser::Address<'_>>| -> Vec<String> {
+        value
+            .map(|a| {
+                a.iter()
+                    .filter_map(|a| a.address().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut original = OriginalMessage {
+        message_id: message.message_id().map(str::to_string),
+        from: addresses(message.from()).into_iter().next(),
+        to: addresses(message.to()),
+        ..OriginalMessage::default()
+    };
+    if let Some(path) = message.return_address() {
+        original.return_paths.push(path.to_string());
+    }
+    if let HeaderValue::Address(list) = message.list_unsubscribe() {
+        for target in list.iter().filter_map(|a| a.address()) {
+            original.list_unsubscribe.push(target.to_string());
+        }
+    } else if let Some(raw) = message.header_raw("List-Unsubscribe") {
+        for target in raw.split(',') {
+            let target = target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .trim();
+            if !target.is_empty() {
+                original.list_unsubscribe.push(target.to_string());
+            }
+        }
+    }
+    original
+}
+
+/// Text of an HTML part: tags dropped, block ends as line breaks, common entities decoded.
+pub fn strip_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut in_tag = false;
+    let mut tag = String::new();
+    let mut skip_depth = 0u32;
+    for c in html.chars() {
+        if in_tag {
+            if c == '>' {
+                in_tag = false;
+                let name: String = tag
+                    .trim_start_matches('/')
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                let name = name.to_ascii_lowercase();
+                if matches!(name.as_str(), "script" | "style" | "head") {
+                    if tag.starts_with('/') {
+                        skip_depth = skip_depth.saturating_sub(1);
+                    } else {
+                        skip_depth += 1;
+                    }
+                }
+                if matches!(
+                    name.as_str(),
+                    "br" | "p" | "div" | "tr" | "li" | "h1" | "h2" | "h3" | "table"
+                ) {
+                    out.push('\n');
+                }
+                tag.clear();
+            } else if tag.len() < 64 {
+                tag.push(c);
+            }
+        } else if c == '<' {
+            in_tag = true;
+        } else if skip_depth == 0 {
+            out.push(c);
+        }
+    }
+    out.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_html_to_text() {
+        let html = "<html><head><style>p{}</style></head><body><p>Delivery to <b>a@example.org</b> failed:</p>550 &lt;a@example.org&gt; unknown</body></html>";
+        let text = strip_html(html);
+        assert!(text.contains("Delivery to a@example.org failed:"), "{text}");
+        assert!(text.contains("550 <a@example.org> unknown"), "{text}");
+        assert!(!text.contains("p{}"));
+    }
+}

@@ -1,0 +1,581 @@
+//! Bounce analysis: raw bytes of a received mail → what it is, and per recipient what happened and
+//! whether the address is dead (hard) or may recover (soft).
+//!
+//! Pure: no I/O, no clock, no database. Reads RFC 3464/6522/6533 delivery-status notifications
+//! (also mislabelled or forwarded), the prose of non-standard bounces, ARF feedback reports (RFC
+//! 5965) and auto-replies (RFC 3834 and the usual headers and subjects). Decides reasons from the
+//! status code and the diagnostic text with rules that are data (`rules`). Never panics; a mail it
+//! cannot understand is `other` with the reason it gave up. Input is bounded: only the first
+//! [`MAX_ANALYZED`] bytes are read.
+
+mod autoreply;
+mod dsn;
+mod mime;
+mod prose;
+mod report;
+mod rules;
+mod ses;
+mod status;
+
+use mail_parser::{Message, MessageParser};
+
+pub use report::{BounceClass, BounceReason, OriginalMessage, RecipientReport, Report, ReportKind};
+pub use rules::{BUILTIN_RULES, BounceRules, RulesError, SmtpCommand};
+pub use status::StatusCode;
+
+use mime::MailParts;
+
+/// Bytes of a mail that are analysed; bounce information sits at the start, and a multi-megabyte
+/// tail is the returned original.
+pub const MAX_ANALYZED: usize = 4 << 20;
+/// How deep a forwarded report is unwrapped.
+const MAX_FORWARD_DEPTH: usize = 3;
+
+/// The analyser, with its compiled rules. Cheap to share between threads.
+#[derive(Debug, Clone)]
+pub struct Analyzer {
+    rules: BounceRules,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Self::new(BounceRules::builtin())
+    }
+}
+
+impl Analyzer {
+    /// An analyser with these rules.
+    pub fn new(rules: BounceRules) -> Self {
+        Self { rules }
+    }
+
+    /// Analyses one mail.
+    pub fn analyze(&self, raw: &[u8]) -> Report {
+        self.analyze_at_depth(&raw[..raw.len().min(MAX_ANALYZED)], 0)
+    }
+
+    fn analyze_at_depth(&self, raw: &[u8], depth: usize) -> Report {
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            return Report::other("the mail is empty");
+        }
+        let Some(message) = MessageParser::default().parse(raw) else {
+            return Report::other("no mail headers found");
+        };
+        let parts = mime::collect(&message);
+        let mut report = if let Some(feedback) = &parts.feedback {
+            self.complaint(feedback, &parts)
+        } else if let Some(report) = self.delivery_status(&parts) {
+            report
+        } else if let Some(report) =
+            ses::notification(&parts.human_text).map(|n| self.notification_report(n))
+        {
+            report
+        } else if is_complaint_without_arf(&message, &parts) {
+            self.complaint("", &parts)
+        } else if autoreply::is_auto_reply(&message) && !looks_like_bounce(&message, &parts, false)
+        {
+            self.auto_reply(&message, &parts)
+        } else if let Some(forwarded) = parts
+            .forwarded_report
+            .as_deref()
+            .filter(|_| depth < MAX_FORWARD_DEPTH)
+        {
+            return self.analyze_at_depth(forwarded, depth + 1);
+        } else if looks_like_bounce(&message, &parts, true) {
+            self.prose_bounce(&message, &parts)
+        } else {
+            Report::other("not a bounce, complaint or auto-reply")
+        };
+        if let Some(original) = parts.original {
+            report.original = original;
+        }
+        report
+    }
+
+    /// An ARF report: one recipient, the complained-about address.
+    fn complaint(&self, feedback: &str, parts: &MailParts) -> Report {
+        let mut feedback_type = None;
+        let mut recipient = None;
+        for line in feedback.lines() {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "feedback-type" => feedback_type = Some(value.to_ascii_lowercase()),
+                "original-rcpt-to" | "removal-recipient" if recipient.is_none() => {
+                    recipient = Some(value.trim_matches(|c| c == '<' || c == '>').to_string())
+                }
+                _ => {}
+            }
+        }
+        let address = recipient
+            .or_else(|| parts.original.as_ref().and_then(|o| o.to.first().cloned()))
+            .unwrap_or_default();
+        Report {
+            kind: ReportKind::Complaint,
+            recipients: vec![RecipientReport {
+                address,
+                action: String::new(),
+                status: String::new(),
+                reply_code: String::new(),
+                reason: BounceReason::Feedback,
+                class: BounceClass::None,
+                diagnostic: String::new(),
+                remote_mta: String::new(),
+                feedback_type: Some(feedback_type.unwrap_or_else(|| "abuse".into())),
+            }],
+            original: OriginalMessage::default(),
+            error: None,
+        }
+    }
+
+    /// A standard DSN: its recipient blocks, classified.
+    fn delivery_status(&self, parts: &MailParts) -> Option<Report> {
+        let recipients: Vec<RecipientReport> = parts
+            .dsn_texts
+            .iter()
+            .flat_map(|text| dsn::parse(text).recipients)
+            .map(|r| {
+                let address = r.address().unwrap_or_default().to_string();
+                let mut diagnostic = r.diagnostic.clone().unwrap_or_default();
+                if diagnostic.is_empty() || StatusCode::find(&diagnostic).is_none() {
+                    let from_text = prose_diagnostic(&parts.human_text, &address);
+                    if !from_text.is_empty() && !diagnostic.contains(&from_text) {
+                        diagnostic = if diagnostic.is_empty() {
+                            from_text
+                        } else {
+                            format!("{diagnostic} {from_text}")
+                        };
+                    }
+                }
+                self.classify(
+                    Finding {
+                        address,
+                        action: r.action.as_deref(),
+                        status: r.status.as_deref(),
+                        diagnostic: &diagnostic,
+                        remote_mta: r.remote_mta.as_deref().unwrap_or(""),
+                    },
+                    &parts.human_text,
+                )
+            })
+            .collect();
+        if recipients.is_empty() {
+            return None;
+        }
+        Some(Report {
+            kind: kind_of(&recipients),
+            recipients,
+            original: OriginalMessage::default(),
+            error: None,
+        })
+    }
+
+    fn prose_bounce(&self, message: &Message<'_>, parts: &MailParts) -> Report {
+        let senders = sender_addresses(message, parts);
+        let exclude = |address: &str| {
+            let lower = address.to_ascii_lowercase();
+            senders.contains(&lower) || is_system_address(&lower)
+        };
+        let mut found = prose::recipients(&parts.human_text, &exclude);
+        if let Some(failed) = message.header_raw("X-Failed-Recipients") {
+            let listed: Vec<&str> = prose::addresses(failed).collect();
+            if !listed.is_empty() {
+                found.retain(|f| listed.iter().any(|l| l.eq_ignore_ascii_case(&f.address)));
+                for address in listed {
+                    if !found
+                        .iter()
+                        .any(|f| f.address.eq_ignore_ascii_case(address))
+                    {
+                        found.push(prose::ProseRecipient {
+                            address: address.to_string(),
+                            diagnostic: prose_diagnostic(&parts.human_text, address),
+                        });
+                    }
+                }
+            }
+        }
+        if found.is_empty() {
+            // No address in the prose: the returned original names whom it was for.
+            let to = parts
+                .original
+                .as_ref()
+                .map(|o| o.to.clone())
+                .unwrap_or_default();
+            let text = prose::clean(prose::findings(&parts.human_text));
+            found = to
+                .into_iter()
+                .filter(|a| !exclude(a))
+                .map(|address| prose::ProseRecipient {
+                    address,
+                    diagnostic: text.clone(),
+                })
+                .collect();
+        }
+        if found.is_empty() {
+            return Report::other("a bounce, but no failed recipient could be found");
+        }
+        let recipients: Vec<RecipientReport> = found
+            .into_iter()
+            .map(|f| {
+                let mut diagnostic = f.diagnostic;
+                if StatusCode::find(&diagnostic).is_none()
+                    && status::find_reply_code(&diagnostic).is_none()
+                {
+                    let transcript = prose::transcript_lines(&parts.human_text, &f.address);
+                    if !transcript.is_empty() {
+                        diagnostic = format!("{diagnostic} {transcript}").trim().to_string();
+                    }
+                }
+                self.classify(
+                    Finding {
+                        address: f.address,
+                        action: None,
+                        status: None,
+                        diagnostic: &diagnostic,
+                        remote_mta: "",
+                    },
+                    &parts.human_text,
+                )
+            })
+            .collect();
+        Report {
+            kind: kind_of(&recipients),
+            recipients,
+            original: OriginalMessage::default(),
+            error: None,
+        }
+    }
+
+    /// Reason, status and class for one recipient; `context` is the bounce's readable text.
+    fn classify(&self, finding: Finding<'_>, context: &str) -> RecipientReport {
+        let mut diagnostic = prose::clean(finding.diagnostic);
+        let status = choose_status(finding.status.and_then(StatusCode::parse), &diagnostic);
+        let reply_code = status::find_reply_code(&diagnostic);
+        let action = finding.action.map(str::to_string).unwrap_or_else(|| {
+            if status.is_some_and(|s| s.class == 4) || reply_code.is_some_and(|c| c < 500) {
+                "delayed".into()
+            } else {
+                "failed".into()
+            }
+        });
+        let delivered = matches!(
+            action.as_str(),
+            "delivered" | "relayed" | "expanded" | "deliverable"
+        );
+        let permanent = status
+            .map(StatusCode::is_permanent)
+            .or(reply_code.map(|c| c >= 500))
+            .unwrap_or(action != "delayed");
+        let reason = if delivered {
+            BounceReason::Delivered
+        } else {
+            let mut from_text = self.rules.match_text(&diagnostic.to_lowercase());
+            if from_text.is_none()
+                && (diagnostic.is_empty() || status.and_then(|s| self.rules.fallback(s)).is_none())
+            {
+                // The recipient's own lines say nothing the rules know: the bounce's text may.
+                let overall = prose::clean(prose::findings(context));
+                from_text = self.rules.match_text(&overall.to_lowercase());
+                if from_text.is_some() && diagnostic.is_empty() {
+                    diagnostic = overall;
+                }
+            }
+            let reason = status
+                .and_then(|s| self.rules.decisive(s))
+                .or(from_text)
+                .or_else(|| status.and_then(|s| self.rules.fallback(s)))
+                .unwrap_or(if permanent || action == "failed" {
+                    BounceReason::OnHold
+                } else {
+                    BounceReason::Undefined
+                });
+            let command = self
+                .rules
+                .command_in(&diagnostic)
+                .or_else(|| transcript_command(context, &finding.address));
+            command.map_or(reason, |c| self.rules.at_command(c, reason))
+        };
+        let status = status.unwrap_or_else(|| self.rules.pseudo_status(reason, permanent));
+        RecipientReport {
+            address: finding.address,
+            action,
+            status: status.to_string(),
+            reply_code: reply_code.map(|c| c.to_string()).unwrap_or_default(),
+            class: reason.class(permanent),
+            reason,
+            diagnostic,
+            remote_mta: finding.remote_mta.to_string(),
+            feedback_type: None,
+        }
+    }
+
+    /// An auto-reply; one that says the mailbox is gone is a (soft) bounce.
+    fn auto_reply(&self, message: &Message<'_>, parts: &MailParts) -> Report {
+        let address = message
+            .from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap_or_default()
+            .to_string();
+        let text = prose::clean(&parts.human_text);
+        if self.rules.match_text(&text.to_lowercase()) == Some(BounceReason::Suspend) {
+            let recipient = self.classify(
+                Finding {
+                    address,
+                    action: Some("failed"),
+                    status: None,
+                    diagnostic: &text,
+                    remote_mta: "",
+                },
+                "",
+            );
+            return Report {
+                kind: ReportKind::Bounce,
+                recipients: vec![recipient],
+                original: OriginalMessage::default(),
+                error: None,
+            };
+        }
+        Report {
+            kind: ReportKind::AutoReply,
+            recipients: vec![RecipientReport {
+                address,
+                action: String::new(),
+                status: String::new(),
+                reply_code: String::new(),
+                reason: BounceReason::Vacation,
+                class: BounceClass::None,
+                diagnostic: message.subject().unwrap_or_default().to_string(),
+                remote_mta: String::new(),
+                feedback_type: None,
+            }],
+            original: OriginalMessage::default(),
+            error: None,
+        }
+    }
+
+    /// A JSON notification (Amazon SES through SNS) turned into a report.
+    fn notification_report(&self, notification: ses::Notification) -> Report {
+        let recipients: Vec<RecipientReport> = notification
+            .recipients
+            .into_iter()
+            .map(|r| {
+                if notification.kind == ReportKind::Complaint {
+                    return RecipientReport {
+                        address: r.address,
+                        action: String::new(),
+                        status: String::new(),
+                        reply_code: String::new(),
+                        reason: BounceReason::Feedback,
+                        class: BounceClass::None,
+                        diagnostic: String::new(),
+                        remote_mta: String::new(),
+                        feedback_type: Some(r.feedback_type.unwrap_or_else(|| "abuse".into())),
+                    };
+                }
+                self.classify(
+                    Finding {
+                        address: r.address,
+                        action: r.action.as_deref(),
+                        status: r.status.as_deref(),
+                        diagnostic: &r.diagnostic,
+                        remote_mta: "",
+                    },
+                    "",
+                )
+            })
+            .collect();
+        Report {
+            kind: if notification.kind == ReportKind::Complaint {
+                ReportKind::Complaint
+            } else {
+                kind_of(&recipients)
+            },
+            recipients,
+            original: OriginalMessage::default(),
+            error: None,
+        }
+    }
+}
+
+/// The status code to report: one the remote server gave with its reply code, else the report's
+/// Status field, else any code in the diagnostic.
+fn choose_status(field: Option<StatusCode>, diagnostic: &str) -> Option<StatusCode> {
+    use std::sync::LazyLock;
+    static AFTER_REPLY: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"\b[245]\d\d[ -]'?\s?([245]\.\d{1,3}\.\d{1,3})\b").expect("valid")
+    });
+    let replied: Vec<StatusCode> = AFTER_REPLY
+        .captures_iter(diagnostic)
+        .filter_map(|c| StatusCode::parse(&c[1]))
+        .collect();
+    let replied = replied
+        .iter()
+        .rev()
+        .find(|s| !s.is_generic())
+        .or(replied.first())
+        .copied();
+    match (replied, field) {
+        (Some(r), Some(f)) if r.is_generic() && !f.is_generic() => Some(f),
+        (Some(r), _) => Some(r),
+        (None, Some(f)) => Some(f),
+        (None, None) => StatusCode::find(diagnostic),
+    }
+}
+
+/// In a session transcript (`>>> DATA` / `<<< 550 … <address>…`), the command the recipient's
+/// error answered.
+fn transcript_command(text: &str, address: &str) -> Option<SmtpCommand> {
+    let address = address.to_ascii_lowercase();
+    let local = address
+        .split('@')
+        .next()
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}@"));
+    let mut last = None;
+    for line in prose::findings(text).lines() {
+        let trimmed = line.trim_start();
+        if let Some(command) = trimmed.strip_prefix(">>>") {
+            let word = command
+                .trim_start()
+                .get(..4)
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            last = match word.as_str() {
+                "MAIL" => Some(SmtpCommand::Mail),
+                "RCPT" => Some(SmtpCommand::Rcpt),
+                "DATA" => Some(SmtpCommand::Data),
+                "HELO" | "EHLO" => Some(SmtpCommand::Connect),
+                _ => last,
+            };
+        } else if trimmed.starts_with("<<<") {
+            let lower = trimmed.to_ascii_lowercase();
+            if lower.contains(&address) || local.as_deref().is_some_and(|l| lower.contains(l)) {
+                return last;
+            }
+        }
+    }
+    None
+}
+
+/// What the analyser found about one recipient, before classification.
+struct Finding<'a> {
+    address: String,
+    action: Option<&'a str>,
+    status: Option<&'a str>,
+    diagnostic: &'a str,
+    remote_mta: &'a str,
+}
+
+fn kind_of(recipients: &[RecipientReport]) -> ReportKind {
+    let all = |actions: &[&str]| {
+        recipients
+            .iter()
+            .all(|r| actions.contains(&r.action.as_str()))
+    };
+    if all(&["delivered", "relayed", "expanded"]) {
+        ReportKind::Delivered
+    } else if all(&["delayed"]) {
+        ReportKind::Delay
+    } else {
+        ReportKind::Bounce
+    }
+}
+
+/// What the human-readable part says about `address`, for DSNs without a diagnostic.
+fn prose_diagnostic(text: &str, address: &str) -> String {
+    let exclude = |a: &str| !a.eq_ignore_ascii_case(address);
+    prose::recipients(text, &exclude)
+        .into_iter()
+        .next()
+        .map(|r| r.diagnostic)
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| prose::transcript_lines(text, address))
+}
+
+/// Addresses that sent or received the bounce, or the original: never the failed recipient.
+fn sender_addresses(message: &Message<'_>, parts: &MailParts) -> Vec<String> {
+    let mut senders: Vec<String> = Vec::new();
+    for list in [
+        message.from(),
+        message.to(),
+        message.reply_to(),
+        message.sender(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        senders.extend(
+            list.iter()
+                .filter_map(|a| a.address())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    if let Some(path) = message.return_address() {
+        senders.push(path.to_ascii_lowercase());
+    }
+    if let Some(original) = &parts.original {
+        senders.extend(original.from.iter().map(|a| a.to_ascii_lowercase()));
+        senders.extend(original.return_paths.iter().map(|a| a.to_ascii_lowercase()));
+    }
+    senders
+}
+
+fn is_system_address(address: &str) -> bool {
+    let local = address.split('@').next().unwrap_or("");
+    matches!(local, "mailer-daemon" | "mail-daemon" | "mailerdaemon")
+}
+
+/// A complaint forwarded without an ARF part (some providers' feedback loops): a complaint subject
+/// and the original attached.
+fn is_complaint_without_arf(message: &Message<'_>, parts: &MailParts) -> bool {
+    use std::sync::LazyLock;
+    static SUBJECT: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?i)complaint about message|abuse report|spam (?:complaint|report)")
+            .expect("valid")
+    });
+    parts.original.is_some() && message.subject().is_some_and(|s| SUBJECT.is_match(s))
+}
+
+/// Signs that a mail without DSN fields is a bounce: who sent it, its subject, its headers, its
+/// text. `weak` also counts the null sender and the text, which auto-replies share.
+fn looks_like_bounce(message: &Message<'_>, parts: &MailParts, weak: bool) -> bool {
+    use std::sync::LazyLock;
+    static SUBJECT: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)undeliver|undelivered|delivery (?:status notification|failure|has failed|failed|problem|report|notification)|returned mail|mail delivery (?:failed|failure|system|subsystem)|failure notice|could not (?:be )?deliver|non[- ]?remis|unzustellbar|nicht zustellbar|non recapitabile|no se puede entregar|message not delivered|delivery notification|rejected|mail system error|warning: could not send|nondeliverable|bounce|returned to sender|failed delivery|delivery unsuccessful|error sending",
+        )
+        .expect("valid")
+    });
+    static FROM: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?i)mailer-daemon|postmaster|mail delivery|mail-daemon|mailer daemon|delivery subsystem|mailerdaemon").expect("valid")
+    });
+    let from_system = message.from().and_then(|a| a.first()).is_some_and(|a| {
+        a.address().is_some_and(|x| FROM.is_match(x)) || a.name().is_some_and(|n| FROM.is_match(n))
+    });
+    let null_sender = message
+        .return_address()
+        .is_some_and(|p| p.trim_matches(|c| c == '<' || c == '>').is_empty())
+        || message
+            .header_raw("Return-Path")
+            .is_some_and(|p| p.trim() == "<>");
+    static BODY: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)could not be delivered to|was not delivered to|undeliverable|delivery (?:to the following recipients? )?(?:has )?failed|permanent (?:fatal )?error|following address(?:es)? (?:had|failed)|returned mail|message could not be delivered|delivery status notification|unable to deliver",
+        )
+        .expect("valid")
+    });
+    let head = &parts.human_text[..parts.human_text.len().min(4096)];
+    let body_says = weak && BODY.is_match(head.get(..).unwrap_or(""));
+    from_system
+        || (weak && null_sender)
+        || body_says
+        || parts.is_report
+        || message.subject().is_some_and(|s| SUBJECT.is_match(s))
+        || message.header_raw("X-Failed-Recipients").is_some()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! Non-standard bounces: the failed recipients and their diagnostics, read from the prose that
+//! Postfix, Sendmail, Exim, qmail, Exchange, Gmail and the rest write for people.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Longest diagnostic kept per recipient.
+const MAX_DIAGNOSTIC: usize = 1_000;
+/// Most recipients read from one bounce.
+const MAX_RECIPIENTS: usize = 500;
+
+static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+        .expect("valid")
+});
+
+/// Lines after which the bounce quotes the original message, not its own findings.
+static ORIGINAL_STARTS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?im)^(?:[\s>|-]*(?:below this line is a copy of the message|this is a copy of the message|original message follows|-+ ?original message ?-+|original message headers|the original message (?:headers? )?(?:is|are|was) (?:attached|included|below)|the headers of the original message|content-type: message/rfc822|-+ ?(?:returned|undelivered) message ?-+|-+ ?message header follows ?-+|header of the original message)|(?:received|return-path|dkim-signature|message-id): )",
+    )
+    .expect("valid")
+});
+
+/// One recipient found in the prose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProseRecipient {
+    pub address: String,
+    pub diagnostic: String,
+}
+
+/// The part of a bounce's text before it quotes the original.
+pub fn findings(text: &str) -> &str {
+    match ORIGINAL_STARTS.find(text) {
+        // A header line at the very top is the bounce itself pasted as text: keep reading.
+        Some(m) if m.start() > 0 => &text[..m.start()],
+        _ => text,
+    }
+}
+
+/// The recipients named in `text` (not those `exclude` says are senders or system addresses),
+/// each with the lines that explain what happened to it.
+pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipient> {
+    let text = findings(text);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found: Vec<ProseRecipient> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() && found.len() < MAX_RECIPIENTS {
+        let line = lines[i];
+        let new_address = ADDRESS
+            .find_iter(line)
+            .map(|m| m.as_str().trim_end_matches('.'))
+            .find(|a| !exclude(a) && !found.iter().any(|f| f.address.eq_ignore_ascii_case(a)));
+        let Some(address) = new_address else {
+            i += 1;
+            continue;
+        };
+        // The explanation: the rest of this line, then the lines that follow until a blank line
+        // or a line that names another recipient.
+        let mut diagnostic = line.replace(address, " ");
+        let mut j = i + 1;
+        let mut saw_text = !clean(&diagnostic).is_empty();
+        while j < lines.len() && diagnostic.len() < MAX_DIAGNOSTIC {
+            let next = lines[j];
+            if next.trim().is_empty() {
+                if saw_text {
+                    break;
+                }
+                j += 1;
+                continue;
+            }
+            let names_other = ADDRESS
+                .find_iter(next)
+                .map(|m| m.as_str().trim_end_matches('.'))
+                .any(|a| !a.eq_ignore_ascii_case(address) && !exclude(a));
+            if names_other && saw_text {
+                break;
+            }
+            diagnostic.push(' ');
+            diagnostic.push_str(next.trim());
+            saw_text = true;
+            j += 1;
+        }
+        found.push(ProseRecipient {
+            address: address.to_string(),
+            diagnostic: clean(&diagnostic),
+        });
+        i = j.max(i + 1);
+    }
+    found
+}
+
+/// Every line of `text` that mentions `address` together with a reply or status code: where
+/// a session transcript says what the server answered.
+pub fn transcript_lines(text: &str, address: &str) -> String {
+    static CODE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\b[45]\d\d\b|\b[45]\.\d{1,3}\.\d{1,3}\b").expect("valid"));
+    let lower = address.to_ascii_lowercase();
+    let mut out = String::new();
+    let lines: Vec<&str> = findings(text).lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.to_ascii_lowercase().contains(&lower) {
+            for candidate in lines.iter().skip(i).take(3) {
+                if CODE.is_match(candidate) && out.len() < MAX_DIAGNOSTIC {
+                    out.push_str(candidate.trim());
+                    out.push(' ');
+                }
+            }
+        }
+    }
+    clean(&out)
+}
+
+/// Collapses white space and trims the punctuation left around a removed address.
+pub fn clean(text: &str) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let trimmed = joined.trim_matches(|c: char| {
+        c == '<' || c == '>' || c == ':' || c == ',' || c == ';' || c == '"' || c.is_whitespace()
+    });
+    let mut out = trimmed.replace("<>", "").replace("< >", "");
+    if out.len() > MAX_DIAGNOSTIC {
+        let mut end = MAX_DIAGNOSTIC;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out.trim().to_string()
+}
+
+/// All addresses in a text.
+pub fn addresses(text: &str) -> impl Iterator<Item = &str> {
+    ADDRESS
+        .find_iter(text)
+        .map(|m| m.as_str().trim_end_matches('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none(_: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn reads_postfix_exim_and_qmail_prose() {
+        for (text, address, diagnostic_has) in [
+            (
+                "The mail system\n\n<jane@example.net>: host mx.example.net[192.0.2.1] said: 550\n    5.1.1 <jane@example.net>: Recipient address rejected: User unknown (in reply to\n    RCPT TO command)\n",
+                "jane@example.net",
+                "550 5.1.1",
+            ),
+            (
+                "A message that you sent could not be delivered.\n\n  jane@example.net\n    SMTP error from remote mail server after RCPT TO:<jane@example.net>:\n    550 No such user here\n",
+                "jane@example.net",
+                "No such user here",
+            ),
+            (
+                "I'm afraid I wasn't able to deliver your message.\n\n<jane@example.net>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n--- Below this line is a copy of the message.\n\nTo: other@example.org\n",
+                "jane@example.net",
+                "(#5.1.1)",
+            ),
+        ] {
+            let found = recipients(text, &none);
+            assert_eq!(found.len(), 1, "{text}\n{found:?}");
+            assert_eq!(found[0].address, address);
+            assert!(found[0].diagnostic.contains(diagnostic_has), "{found:?}");
+        }
+    }
+
+    #[test]
+    fn separates_several_recipients_and_skips_excluded_ones() {
+        let text = "From: sender@example.org\n\n<a@example.net>: user unknown\n<b@example.net>: mailbox full\n";
+        let found = recipients(text, &|a| a == "sender@example.org");
+        let addresses: Vec<_> = found.iter().map(|f| f.address.as_str()).collect();
+        assert_eq!(addresses, ["a@example.net", "b@example.net"]);
+        assert_eq!(found[1].diagnostic, "mailbox full");
+    }
+}

@@ -1,0 +1,335 @@
+//! Bounce rules as data: status-code tables and ordered text rules (`config/bounce-rules.toml`),
+//! compiled once into one `RegexSet`, validated at start, extendable by the operator.
+
+use std::collections::HashMap;
+
+use regex::{RegexSet, RegexSetBuilder};
+use serde::Deserialize;
+
+use super::report::BounceReason;
+use super::status::StatusCode;
+
+/// The rules shipped with bouncegate.
+pub const BUILTIN_RULES: &str = include_str!("../../config/bounce-rules.toml");
+
+/// A rules file is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("bounce rules {origin}: {source}")]
+    Parse {
+        origin: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("bounce rules {origin}: status key {key:?} is not of the form X.N.N")]
+    StatusKey { origin: String, key: String },
+    #[error("bounce rules {origin}: pseudo status of {reason} is {value:?}, not three digits")]
+    PseudoStatus {
+        origin: String,
+        reason: String,
+        value: String,
+    },
+    #[error("bounce rules {origin}: rule {index} ({reason}): {source}")]
+    Pattern {
+        origin: String,
+        index: usize,
+        reason: String,
+        source: Box<regex::Error>,
+    },
+    #[error("bounce rules: the patterns are too large to compile together: {0}")]
+    TooLarge(Box<regex::Error>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    status: StatusTables,
+    #[serde(default)]
+    pseudo_status: HashMap<BounceReason, String>,
+    #[serde(default, rename = "rule")]
+    rules: Vec<TextRule>,
+    #[serde(default)]
+    commands: HashMap<SmtpCommand, Vec<String>>,
+    #[serde(default, rename = "command_override")]
+    command_overrides: Vec<CommandOverride>,
+}
+
+/// The SMTP stage a failure answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpCommand {
+    Connect,
+    Mail,
+    Rcpt,
+    Data,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandOverride {
+    command: SmtpCommand,
+    reasons: Vec<BounceReason>,
+    becomes: BounceReason,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusTables {
+    #[serde(default)]
+    decisive: HashMap<String, BounceReason>,
+    #[serde(default)]
+    fallback: HashMap<String, BounceReason>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextRule {
+    reason: BounceReason,
+    patterns: Vec<String>,
+}
+
+/// Compiled rules.
+#[derive(Debug, Clone)]
+pub struct BounceRules {
+    decisive: HashMap<(u16, u16), BounceReason>,
+    fallback: HashMap<(u16, u16), BounceReason>,
+    pseudo: HashMap<BounceReason, u16>,
+    set: RegexSet,
+    /// The reason of each pattern in `set`, in priority order.
+    pattern_reasons: Vec<BounceReason>,
+    commands: Vec<(SmtpCommand, regex::Regex)>,
+    command_overrides: HashMap<(SmtpCommand, BounceReason), BounceReason>,
+}
+
+impl BounceRules {
+    /// The shipped rules.
+    pub fn builtin() -> Self {
+        Self::load(&[]).expect("the shipped bounce rules are valid")
+    }
+
+    /// The shipped rules extended by operator files (`(origin, text)`): their text rules are
+    /// tried first, their status entries replace the shipped ones.
+    ///
+    /// # Errors
+    /// A file is not valid TOML, names an unknown reason, has a bad status key or pattern.
+    pub fn load(extensions: &[(String, String)]) -> Result<Self, RulesError> {
+        let mut files = Vec::new();
+        for (origin, text) in extensions {
+            files.push((origin.clone(), parse(origin, text)?));
+        }
+        files.push((
+            "(built in)".to_string(),
+            parse("(built in)", BUILTIN_RULES)?,
+        ));
+
+        let mut rules = BounceRules {
+            decisive: HashMap::new(),
+            fallback: HashMap::new(),
+            pseudo: HashMap::new(),
+            set: RegexSet::empty(),
+            pattern_reasons: Vec::new(),
+            commands: Vec::new(),
+            command_overrides: HashMap::new(),
+        };
+        let mut patterns = Vec::new();
+        // Later (built-in) tables only fill what earlier (operator) tables left open.
+        for (origin, file) in &files {
+            for (key, reason) in &file.status.decisive {
+                rules
+                    .decisive
+                    .entry(status_key(origin, key)?)
+                    .or_insert(*reason);
+            }
+            for (key, reason) in &file.status.fallback {
+                rules
+                    .fallback
+                    .entry(status_key(origin, key)?)
+                    .or_insert(*reason);
+            }
+            for (reason, value) in &file.pseudo_status {
+                let detail = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|_| value.len() == 3)
+                    .ok_or_else(|| RulesError::PseudoStatus {
+                        origin: origin.clone(),
+                        reason: reason.to_string(),
+                        value: value.clone(),
+                    })?;
+                rules.pseudo.entry(*reason).or_insert(detail);
+            }
+            for (command, phrases) in &file.commands {
+                for (index, phrase) in phrases.iter().enumerate() {
+                    let regex = regex::RegexBuilder::new(phrase)
+                        .case_insensitive(true)
+                        .build()
+                        .map_err(|e| RulesError::Pattern {
+                            origin: origin.clone(),
+                            index,
+                            reason: format!("commands.{command:?}").to_lowercase(),
+                            source: Box::new(e),
+                        })?;
+                    rules.commands.push((*command, regex));
+                }
+            }
+            for o in &file.command_overrides {
+                for reason in &o.reasons {
+                    rules
+                        .command_overrides
+                        .entry((o.command, *reason))
+                        .or_insert(o.becomes);
+                }
+            }
+            for (index, rule) in file.rules.iter().enumerate() {
+                for pattern in &rule.patterns {
+                    regex::Regex::new(pattern).map_err(|e| RulesError::Pattern {
+                        origin: origin.clone(),
+                        index,
+                        reason: rule.reason.to_string(),
+                        source: Box::new(e),
+                    })?;
+                    patterns.push(pattern.clone());
+                    rules.pattern_reasons.push(rule.reason);
+                }
+            }
+        }
+        rules.set = RegexSetBuilder::new(&patterns)
+            .case_insensitive(true)
+            .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+            .map_err(|e| RulesError::TooLarge(Box::new(e)))?;
+        Ok(rules)
+    }
+
+    /// The reason the first matching text rule gives, if any.
+    pub fn match_text(&self, text: &str) -> Option<BounceReason> {
+        if text.is_empty() {
+            return None;
+        }
+        self.set
+            .matches(text)
+            .iter()
+            .next()
+            .map(|i| self.pattern_reasons[i])
+    }
+
+    /// The command a diagnostic says the failure answered: the one named last.
+    pub fn command_in(&self, text: &str) -> Option<SmtpCommand> {
+        self.commands
+            .iter()
+            .filter_map(|(command, regex)| {
+                regex.find_iter(text).last().map(|m| (m.start(), *command))
+            })
+            .max_by_key(|(position, _)| *position)
+            .map(|(_, command)| command)
+    }
+
+    /// What `reason` becomes when the failure answered `command`.
+    pub fn at_command(&self, command: SmtpCommand, reason: BounceReason) -> BounceReason {
+        self.command_overrides
+            .get(&(command, reason))
+            .copied()
+            .unwrap_or(reason)
+    }
+
+    /// The reason a status code settles by itself.
+    pub fn decisive(&self, status: StatusCode) -> Option<BounceReason> {
+        self.decisive.get(&(status.subject, status.detail)).copied()
+    }
+
+    /// The reason a status code suggests when the text said nothing.
+    pub fn fallback(&self, status: StatusCode) -> Option<BounceReason> {
+        self.fallback.get(&(status.subject, status.detail)).copied()
+    }
+
+    /// The pseudo-code for a reason found without any status code.
+    pub fn pseudo_status(&self, reason: BounceReason, permanent: bool) -> StatusCode {
+        let detail = self.pseudo.get(&reason).copied().unwrap_or(900);
+        StatusCode {
+            class: if permanent { 5 } else { 4 },
+            subject: 0,
+            detail,
+        }
+    }
+}
+
+fn parse(origin: &str, text: &str) -> Result<RulesFile, RulesError> {
+    toml::from_str(text).map_err(|source| RulesError::Parse {
+        origin: origin.to_string(),
+        source: Box::new(source),
+    })
+}
+
+fn status_key(origin: &str, key: &str) -> Result<(u16, u16), RulesError> {
+    let bad = || RulesError::StatusKey {
+        origin: origin.to_string(),
+        key: key.to_string(),
+    };
+    let rest = key.strip_prefix("X.").ok_or_else(bad)?;
+    let (subject, detail) = rest.split_once('.').ok_or_else(bad)?;
+    Ok((
+        subject.parse().map_err(|_| bad())?,
+        detail.parse().map_err(|_| bad())?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_rules_compile_and_match_in_order() {
+        let rules = BounceRules::builtin();
+        for (text, expected) in [
+            (
+                "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown",
+                Some(BounceReason::UserUnknown),
+            ),
+            ("552 5.2.2 Mailbox full", Some(BounceReason::MailboxFull)),
+            (
+                "554 5.7.1 Message rejected as spam by Content Filtering",
+                Some(BounceReason::SpamDetected),
+            ),
+            ("nothing to see", None),
+        ] {
+            assert_eq!(rules.match_text(&text.to_lowercase()), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn operator_rules_come_first_and_bad_ones_are_refused() {
+        let extension = (
+            "local.toml".to_string(),
+            "[[rule]]\nreason = \"suspend\"\npatterns = [\"user unknown\"]\n".to_string(),
+        );
+        let rules = BounceRules::load(&[extension]).unwrap();
+        assert_eq!(
+            rules.match_text("user unknown"),
+            Some(BounceReason::Suspend)
+        );
+
+        for (text, expected) in [
+            (
+                "[[rule]]\nreason = \"nonsense\"\npatterns = []\n",
+                "nonsense",
+            ),
+            (
+                "[[rule]]\nreason = \"blocked\"\npatterns = [\"(unclosed\"]\n",
+                "rule 0 (blocked)",
+            ),
+            (
+                "[status.decisive]\n\"5.1.1\" = \"userunknown\"\n",
+                "not of the form X.N.N",
+            ),
+        ] {
+            let err = BounceRules::load(&[("local.toml".to_string(), text.to_string())])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected) && err.contains("local.toml"),
+                "{err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Golden files: `tests/fixtures/analysis/**/NAME.eml` beside `NAME.json`. A mismatch writes
+//! `NAME.json.failed` with what the analyser said; set `BOUNCEGATE_BLESS=1` to write new goldens.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn fixtures() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "eml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis"),
+        &mut out,
+    );
+    out.sort();
+    out
+}
+
+#[test]
+fn golden_files() {
+    let analyzer = Analyzer::default();
+    let bless = std::env::var_os("BOUNCEGATE_BLESS").is_some();
+    let mut failures = Vec::new();
+    let cases = fixtures();
+    assert!(cases.len() >= 20, "the fixtures are there: {}", cases.len());
+    for eml in &cases {
+        let raw = std::fs::read(eml).unwrap();
+        let report = analyzer.analyze(&raw);
+        let actual = serde_json::to_string_pretty(&report).unwrap() + "\n";
+        let golden = eml.with_extension("json");
+        if bless {
+            std::fs::write(&golden, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+        let failed = eml.with_extension("json.failed");
+        if expected == actual {
+            let _ = std::fs::remove_file(failed);
+        } else {
+            std::fs::write(&failed, &actual).unwrap();
+            failures.push(eml.display().to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "analysis differs from the golden file (see NAME.json.failed):\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn never_panics_on_broken_input() {
+    let analyzer = Analyzer::default();
+    let samples: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"\r\n\r\n".to_vec(),
+        b"Content-Type: multipart/report; boundary=x\r\n\r\n--x\r\nContent-Type: message/delivery-status\r\n\r\nFinal-Recipient: rfc822;".to_vec(),
+        vec![0xff; 10_000],
+        b"Subject: =?utf-8?b?////?=\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\n\xff\xfe<a@b.example>: 550".to_vec(),
+        [b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec(), b"--b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".repeat(2_000)].concat(),
+    ];
+    for sample in samples {
+        let report = analyzer.analyze(&sample);
+        assert!(report.kind != ReportKind::Bounce || !report.recipients.is_empty());
+    }
+    // Cut a real-looking DSN at every byte.
+    let dsn = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/analysis/postfix/user-unknown.eml"),
+    )
+    .unwrap();
+    for end in (0..dsn.len()).step_by(7) {
+        let _ = analyzer.analyze(&dsn[..end]);
+    }
+}

@@ -1,0 +1,111 @@
+//! Accuracy on the labelled corpus in `../shared/corpus` (Sisimai's expectations per recipient).
+//!
+//! Skips with a message when the corpus is absent. Prints the figures; writes every mismatch to
+//! `target/corpus-mismatches.txt`. The asserted floors are the accuracy reached so far, so a change
+//! that makes the analyser worse fails; see BENCHMARKS.md for the figures and the goals.
+
+use std::path::{Path, PathBuf};
+
+use bouncegate::analysis::{Analyzer, BounceClass};
+
+/// Agreement the analyser must keep (fractions of all labelled recipients).
+const MIN_HARD_SOFT: f64 = 0.89;
+const MIN_REASON: f64 = 0.74;
+const MIN_STATUS: f64 = 0.80;
+
+fn corpus_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("BOUNCEGATE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    dir.join("labels.jsonl").is_file().then_some(dir)
+}
+
+#[test]
+fn accuracy_on_the_labelled_corpus() {
+    let Some(dir) = corpus_dir() else {
+        eprintln!(
+            "skipping the corpus accuracy test: ../shared/corpus/labels.jsonl not found (set BOUNCEGATE_CORPUS)"
+        );
+        return;
+    };
+    let analyzer = Analyzer::default();
+    let labels = std::fs::read_to_string(dir.join("labels.jsonl")).unwrap();
+    let (mut total, mut hard_ok, mut reason_ok, mut status_ok, mut mails) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut mismatches = String::new();
+    for line in labels.lines().filter(|l| !l.trim().is_empty()) {
+        let label: serde_json::Value = serde_json::from_str(line).unwrap();
+        let raw = std::fs::read(dir.join(label["file"].as_str().unwrap())).unwrap();
+        let report = analyzer.analyze(&raw);
+        mails += 1;
+        let expected = label["expect"].as_array().unwrap();
+        if expected.is_empty() && !report.recipients.is_empty() {
+            mismatches.push_str(&format!(
+                "{}: expected no recipient, got {}\n",
+                label["id"],
+                report.recipients.len()
+            ));
+        }
+        for (i, expect) in expected.iter().enumerate() {
+            total += 1;
+            let got = report.recipients.get(i);
+            let hard = got.is_some_and(|r| r.class == BounceClass::Hard);
+            let reason = got.map(|r| r.reason.as_str()).unwrap_or("(none)");
+            let status = got.map(|r| r.status.as_str()).unwrap_or("(none)");
+            let want_status = expect["status"].as_str();
+            let ok = (
+                hard == expect["hard"].as_bool().unwrap_or(false),
+                reason == expect["reason"].as_str().unwrap_or(""),
+                want_status.is_none_or(|s| s == status),
+            );
+            hard_ok += usize::from(ok.0);
+            reason_ok += usize::from(ok.1);
+            status_ok += usize::from(ok.2);
+            if ok != (true, true, true) {
+                mismatches.push_str(&format!(
+                    "{} #{i}: want {} {} {} | got {} {} {} {} | {}\n",
+                    label["id"].as_str().unwrap_or(""),
+                    expect["reason"].as_str().unwrap_or(""),
+                    want_status.unwrap_or("-"),
+                    if expect["hard"].as_bool().unwrap_or(false) {
+                        "hard"
+                    } else {
+                        "soft"
+                    },
+                    reason,
+                    status,
+                    if hard { "hard" } else { "soft" },
+                    got.map(|r| r.address.as_str()).unwrap_or(""),
+                    got.map(|r| r.diagnostic.chars().take(160).collect::<String>())
+                        .unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let _ = std::fs::create_dir_all(&target);
+    let _ = std::fs::write(target.join("corpus-mismatches.txt"), &mismatches);
+    let pct = |n: usize| n as f64 / total as f64;
+    println!(
+        "corpus: {mails} mails, {total} labelled recipients: hard/soft {:.1}%, reason {:.1}%, status {:.1}%",
+        100.0 * pct(hard_ok),
+        100.0 * pct(reason_ok),
+        100.0 * pct(status_ok)
+    );
+    assert!(total > 300, "the corpus was read: {total} recipients");
+    assert!(
+        pct(hard_ok) >= MIN_HARD_SOFT,
+        "hard/soft agreement {:.3} < {MIN_HARD_SOFT}",
+        pct(hard_ok)
+    );
+    assert!(
+        pct(reason_ok) >= MIN_REASON,
+        "reason agreement {:.3} < {MIN_REASON}",
+        pct(reason_ok)
+    );
+    assert!(
+        pct(status_ok) >= MIN_STATUS,
+        "status agreement {:.3} < {MIN_STATUS}",
+        pct(status_ok)
+    );
+}
