@@ -47,50 +47,46 @@ fn starts_with_field(line: &str, name: &str) -> bool {
 /// Parses delivery-status fields.
 pub fn parse(text: &str) -> DeliveryStatus {
     let mut report = DeliveryStatus::default();
-    let mut current: Option<DsnRecipient> = None;
-    for (name, value) in fields(text) {
-        match name.as_str() {
-            "" => {
-                if let Some(recipient) = current.take() {
-                    push(&mut report, recipient);
-                }
-                continue;
+    for block in fields(text).split(|(name, _)| name.is_empty()) {
+        let starts = |name: &str| name == "final-recipient" || name == "original-recipient";
+        if !block.iter().any(|(name, _)| starts(name)) {
+            if let Some((_, value)) = block.iter().find(|(name, _)| name == "reporting-mta") {
+                report.reporting_mta = Some(strip_type(value));
             }
-            "reporting-mta" => report.reporting_mta = Some(strip_type(&value)),
-            _ => {}
+            continue;
         }
-        let starts_recipient = name == "final-recipient" || name == "original-recipient";
-        if starts_recipient
-            && current.as_ref().is_some_and(|r| {
-                r.final_recipient.is_some()
-                    && (name == "final-recipient" || r.original_recipient.is_some())
-            })
-        {
-            push(&mut report, current.take().unwrap_or_default());
-        }
-        if !starts_recipient && current.is_none() {
-            continue; // per-message field
-        }
-        let recipient = current.get_or_insert_with(DsnRecipient::default);
-        match name.as_str() {
-            "final-recipient" | "x-actual-recipient" if recipient.final_recipient.is_none() => {
-                recipient.final_recipient = Some(address_of(&value))
+        // Several recipients without blank lines between them: a new one starts at each
+        // Final-Recipient after the first (or an Original-Recipient that follows a complete one).
+        // Fields before the first recipient field belong to the first recipient.
+        let mut current = DsnRecipient::default();
+        for (name, value) in block {
+            let complete = current.final_recipient.is_some();
+            if starts(name)
+                && complete
+                && (name == "final-recipient" || current.original_recipient.is_some())
+            {
+                push(&mut report, std::mem::take(&mut current));
             }
-            "original-recipient" => recipient.original_recipient = Some(address_of(&value)),
-            "action" => {
-                recipient.action = value.split_whitespace().next().map(str::to_ascii_lowercase)
-            }
-            "status" => recipient.status = Some(value.trim().to_string()),
-            "diagnostic-code" => recipient.diagnostic = Some(strip_type(&value)),
-            "remote-mta" => recipient.remote_mta = Some(strip_type(&value)),
-            _ => {}
+            apply(&mut current, name, value);
         }
-        recipient.fields.push((name, value));
-    }
-    if let Some(recipient) = current {
-        push(&mut report, recipient);
+        push(&mut report, current);
     }
     report
+}
+
+fn apply(recipient: &mut DsnRecipient, name: &str, value: &str) {
+    match name {
+        "final-recipient" | "x-actual-recipient" if recipient.final_recipient.is_none() => {
+            recipient.final_recipient = Some(address_of(value))
+        }
+        "original-recipient" => recipient.original_recipient = Some(address_of(value)),
+        "action" => recipient.action = value.split_whitespace().next().map(str::to_ascii_lowercase),
+        "status" => recipient.status = Some(value.trim().to_string()),
+        "diagnostic-code" => recipient.diagnostic = Some(strip_type(value)),
+        "remote-mta" => recipient.remote_mta = Some(strip_type(value)),
+        _ => {}
+    }
+    recipient.fields.push((name.to_string(), value.to_string()));
 }
 
 fn push(report: &mut DeliveryStatus, recipient: DsnRecipient) {

@@ -271,31 +271,37 @@ impl Analyzer {
         let reason = if delivered {
             BounceReason::Delivered
         } else {
-            let mut from_text = self.rules.match_text(&diagnostic.to_lowercase());
-            if from_text.is_none()
-                && (diagnostic.is_empty() || status.and_then(|s| self.rules.fallback(s)).is_none())
-            {
-                // The recipient's own lines say nothing the rules know: the bounce's text may.
+            let mut from_text = self.rules.match_text(&rule_text(&diagnostic));
+            // Codes like X.N.0 say little: when the recipient's own lines match no rule, the
+            // bounce's overall text may.
+            let vague = status.is_none_or(|s| s.detail == 0 && self.rules.decisive(s).is_none());
+            if from_text.is_none() && (diagnostic.is_empty() || vague) {
                 let overall = prose::clean(prose::findings(context));
-                from_text = self.rules.match_text(&overall.to_lowercase());
+                from_text = self.rules.match_text(&rule_text(&overall));
                 if from_text.is_some() && diagnostic.is_empty() {
                     diagnostic = overall;
                 }
             }
-            let reason = status
+            let mut reason = status
                 .and_then(|s| self.rules.decisive(s))
                 .or(from_text)
+                // A delay that names no cause is running out of time.
+                .or_else(|| (action == "delayed").then_some(BounceReason::Expired))
                 .or_else(|| status.and_then(|s| self.rules.fallback(s)))
                 .unwrap_or(if permanent || action == "failed" {
                     BounceReason::OnHold
                 } else {
                     BounceReason::Undefined
                 });
+            // A name-service failure that will be retried is no proof the domain is gone.
+            if reason == BounceReason::HostUnknown && !permanent {
+                reason = BounceReason::NetworkError;
+            }
             let command = self
                 .rules
                 .command_in(&diagnostic)
                 .or_else(|| transcript_command(context, &finding.address));
-            command.map_or(reason, |c| self.rules.at_command(c, reason))
+            command.map_or(reason, |c| self.rules.at_command(c, reason, status))
         };
         let status = status.unwrap_or_else(|| self.rules.pseudo_status(reason, permanent));
         RecipientReport {
@@ -400,6 +406,25 @@ impl Analyzer {
     }
 }
 
+/// The text the rules read: lower-cased, without the `550-5.7.1` prefixes that continuation lines
+/// of multi-line replies put into the middle of sentences.
+fn rule_text(diagnostic: &str) -> String {
+    use std::sync::LazyLock;
+    static CONTINUATION: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"\s[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3}\s)?").expect("valid")
+    });
+    let lower = diagnostic.to_lowercase();
+    match lower.find(|c: char| c.is_ascii_alphabetic()) {
+        // Keep the first code (it precedes the text), drop the ones inside it.
+        Some(start) => format!(
+            "{}{}",
+            &lower[..start],
+            CONTINUATION.replace_all(&lower[start..], " ")
+        ),
+        None => lower,
+    }
+}
+
 /// The status code to report: one the remote server gave with its reply code, else the report's
 /// Status field, else any code in the diagnostic.
 fn choose_status(field: Option<StatusCode>, diagnostic: &str) -> Option<StatusCode> {
@@ -420,6 +445,9 @@ fn choose_status(field: Option<StatusCode>, diagnostic: &str) -> Option<StatusCo
     match (replied, field) {
         (Some(r), Some(f)) if r.is_generic() && !f.is_generic() => Some(f),
         (Some(r), _) => Some(r),
+        (None, Some(f)) if f.is_generic() => StatusCode::find(diagnostic)
+            .filter(|s| !s.is_generic())
+            .or(Some(f)),
         (None, Some(f)) => Some(f),
         (None, None) => StatusCode::find(diagnostic),
     }

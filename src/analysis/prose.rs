@@ -48,6 +48,10 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
     let mut i = 0;
     while i < lines.len() && found.len() < MAX_RECIPIENTS {
         let line = lines[i];
+        if is_not_about_recipients(line) {
+            i += 1;
+            continue;
+        }
         let new_address = ADDRESS
             .find_iter(line)
             .map(|m| m.as_str().trim_end_matches('.'))
@@ -74,7 +78,7 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
                 .find_iter(next)
                 .map(|m| m.as_str().trim_end_matches('.'))
                 .any(|a| !a.eq_ignore_ascii_case(address) && !exclude(a));
-            if names_other && saw_text {
+            if names_other && (saw_text || starts_with_address(next)) {
                 break;
             }
             diagnostic.push(' ');
@@ -89,6 +93,21 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
         i = j.max(i + 1);
     }
     found
+}
+
+/// Lines that name helpdesks or quote headers, not failed recipients.
+fn is_not_about_recipients(line: &str) -> bool {
+    static NOT_RECIPIENTS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\b(?:contact|assistance|questions?|help ?desk|support team)\b|^[\s>]*(?:message-id|in-reply-to|references|from|sender|reply-to)\s*:")
+            .expect("valid")
+    });
+    NOT_RECIPIENTS.is_match(line)
+}
+
+/// A line that begins with an address (`<a@b>:`, `a@b`): a new recipient block.
+fn starts_with_address(line: &str) -> bool {
+    let trimmed = line.trim_start().trim_start_matches('<');
+    ADDRESS.find(trimmed).is_some_and(|m| m.start() == 0)
 }
 
 /// Every line of `text` that mentions `address` together with a reply or status code: where

@@ -70,6 +70,9 @@ struct CommandOverride {
     command: SmtpCommand,
     reasons: Vec<BounceReason>,
     becomes: BounceReason,
+    /// Status codes (`X.N.N`) for which the override does not apply.
+    #[serde(default)]
+    unless_status: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,7 +101,7 @@ pub struct BounceRules {
     /// The reason of each pattern in `set`, in priority order.
     pattern_reasons: Vec<BounceReason>,
     commands: Vec<(SmtpCommand, regex::Regex)>,
-    command_overrides: HashMap<(SmtpCommand, BounceReason), BounceReason>,
+    command_overrides: HashMap<(SmtpCommand, BounceReason), (BounceReason, Vec<(u16, u16)>)>,
 }
 
 impl BounceRules {
@@ -173,11 +176,16 @@ impl BounceRules {
                 }
             }
             for o in &file.command_overrides {
+                let unless = o
+                    .unless_status
+                    .iter()
+                    .map(|key| status_key(origin, key))
+                    .collect::<Result<Vec<_>, _>>()?;
                 for reason in &o.reasons {
                     rules
                         .command_overrides
                         .entry((o.command, *reason))
-                        .or_insert(o.becomes);
+                        .or_insert_with(|| (o.becomes, unless.clone()));
                 }
             }
             for (index, rule) in file.rules.iter().enumerate() {
@@ -225,12 +233,21 @@ impl BounceRules {
             .map(|(_, command)| command)
     }
 
-    /// What `reason` becomes when the failure answered `command`.
-    pub fn at_command(&self, command: SmtpCommand, reason: BounceReason) -> BounceReason {
-        self.command_overrides
-            .get(&(command, reason))
-            .copied()
-            .unwrap_or(reason)
+    /// What `reason` (with this status) becomes when the failure answered `command`.
+    pub fn at_command(
+        &self,
+        command: SmtpCommand,
+        reason: BounceReason,
+        status: Option<StatusCode>,
+    ) -> BounceReason {
+        match self.command_overrides.get(&(command, reason)) {
+            Some((becomes, unless))
+                if !status.is_some_and(|s| unless.contains(&(s.subject, s.detail))) =>
+            {
+                *becomes
+            }
+            _ => reason,
+        }
     }
 
     /// The reason a status code settles by itself.

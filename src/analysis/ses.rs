@@ -29,7 +29,12 @@ pub fn notification(text: &str) -> Option<Notification> {
     if !head.contains("\"notificationType\"") && !head.contains("\"eventType\"") {
         return None;
     }
-    let value: Value = serde_json::Deserializer::from_str(head)
+    // Mail transport folds long lines, even inside JSON strings: unfold before parsing.
+    let unfolded = head
+        .replace("\r\n", "\n")
+        .replace("\n ", "")
+        .replace('\n', "");
+    let value: Value = serde_json::Deserializer::from_str(&unfolded)
         .into_iter::<Value>()
         .next()?
         .ok()?;
