@@ -101,7 +101,14 @@ pub struct BounceRules {
     /// The reason of each pattern in `set`, in priority order.
     pattern_reasons: Vec<BounceReason>,
     commands: Vec<(SmtpCommand, regex::Regex)>,
-    command_overrides: HashMap<(SmtpCommand, BounceReason), (BounceReason, Vec<(u16, u16)>)>,
+    command_overrides: HashMap<(SmtpCommand, BounceReason), StageOverride>,
+}
+
+/// What a reason becomes at one SMTP stage, except for some status codes.
+#[derive(Debug, Clone)]
+struct StageOverride {
+    becomes: BounceReason,
+    unless: Vec<(u16, u16)>,
 }
 
 impl BounceRules {
@@ -185,7 +192,10 @@ impl BounceRules {
                     rules
                         .command_overrides
                         .entry((o.command, *reason))
-                        .or_insert_with(|| (o.becomes, unless.clone()));
+                        .or_insert_with(|| StageOverride {
+                            becomes: o.becomes,
+                            unless: unless.clone(),
+                        });
                 }
             }
             for (index, rule) in file.rules.iter().enumerate() {
