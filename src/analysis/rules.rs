@@ -251,10 +251,8 @@ impl BounceRules {
         status: Option<StatusCode>,
     ) -> BounceReason {
         match self.command_overrides.get(&(command, reason)) {
-            Some((becomes, unless))
-                if !status.is_some_and(|s| unless.contains(&(s.subject, s.detail))) =>
-            {
-                *becomes
+            Some(o) if !status.is_some_and(|s| o.unless.contains(&(s.subject, s.detail))) => {
+                o.becomes
             }
             _ => reason,
         }
