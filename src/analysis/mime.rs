@@ -72,6 +72,9 @@ pub fn collect(message: &Message<'_>) -> MailParts {
             }
             (PartType::Text(text), _, _) => {
                 if looks_like_dsn(text) {
+                    // A report whose MIME structure was lost: the prose before the fields is
+                    // still the bounce's own text.
+                    push_text(&mut parts.human_text, before_dsn_fields(text));
                     parts.dsn_texts.push(text.to_string());
                 } else {
                     push_text(&mut parts.human_text, text);
@@ -89,6 +92,32 @@ pub fn collect(message: &Message<'_>) -> MailParts {
         }
     }
     parts
+}
+
+/// The text before the first delivery-status field line.
+fn before_dsn_fields(text: &str) -> &str {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "reporting-mta"
+                | "final-recipient"
+                | "original-recipient"
+                | "arrival-date"
+                | "received-from-mta"
+        ) && line.contains(':')
+        {
+            return &text[..offset];
+        }
+        offset += line.len();
+    }
+    text
 }
 
 fn push_text(out: &mut String, text: &str) {

@@ -578,7 +578,7 @@ fn looks_like_bounce(message: &Message<'_>, parts: &MailParts, weak: bool) -> bo
         .expect("valid")
     });
     static FROM: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r"(?i)mailer-daemon|postmaster|mail delivery|mail-daemon|mailer daemon|delivery subsystem|mailerdaemon").expect("valid")
+        regex::Regex::new(r"(?i)mailer-daemon|post_?master|mail delivery|mail-daemon|mailer daemon|delivery subsystem|mailerdaemon").expect("valid")
     });
     let from_system = message.from().and_then(|a| a.first()).is_some_and(|a| {
         a.address().is_some_and(|x| FROM.is_match(x)) || a.name().is_some_and(|n| FROM.is_match(n))

@@ -81,6 +81,10 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
             if names_other && (saw_text || starts_with_address(next)) {
                 break;
             }
+            // Quoted lines belong to the original, not to this recipient's explanation.
+            if saw_text && next.trim_start().starts_with('>') {
+                break;
+            }
             diagnostic.push(' ');
             diagnostic.push_str(next.trim());
             saw_text = true;

@@ -26,7 +26,7 @@ pub struct Notification {
 pub fn notification(text: &str) -> Option<Notification> {
     let start = text.find('{')?;
     let head = &text[start..];
-    if !head.contains("\"notificationType\"") && !head.contains("\"eventType\"") {
+    if !head.contains("notificationType") && !head.contains("eventType") {
         return None;
     }
     // Mail transport folds long lines, even inside JSON strings: unfold before parsing.
