@@ -82,7 +82,8 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
                 break;
             }
             // Quoted lines belong to the original, not to this recipient's explanation.
-            if saw_text && next.trim_start().starts_with('>') {
+            let next_trimmed = next.trim_start();
+            if saw_text && next_trimmed.starts_with('>') && !next_trimmed.starts_with(">>>") {
                 break;
             }
             diagnostic.push(' ');
