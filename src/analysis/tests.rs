@@ -57,6 +57,42 @@ fn golden_files() {
     );
 }
 
+/// A DSN followed by a huge attachment, and one with 10,000 MIME parts: analysed, not refused,
+/// and the bounce at the start still found (only the first `MAX_ANALYZED` bytes are read).
+#[test]
+fn huge_mails_are_analysed_within_bounds() {
+    let analyzer = Analyzer::default();
+    let dsn = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/analysis/postfix/user-unknown.eml"),
+    )
+    .unwrap();
+    let cut = dsn.windows(7).rposition(|w| w == b"--BOUND").unwrap();
+    let mut big = dsn[..cut].to_vec();
+    big.extend_from_slice(b"--BOUND\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    let line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n";
+    while big.len() < 50 << 20 {
+        big.extend_from_slice(line);
+    }
+    let report = analyzer.analyze(&big);
+    assert_eq!(report.kind, ReportKind::Bounce);
+    assert_eq!(report.recipients[0].address, "jane@example.net");
+
+    let mut many = b"From: MAILER-DAEMON@example.org\r\nSubject: Undelivered Mail\r\nContent-Type: multipart/mixed; boundary=P\r\n\r\n".to_vec();
+    for i in 0..10_000 {
+        many.extend_from_slice(
+            format!("--P\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n").as_bytes(),
+        );
+    }
+    many.extend_from_slice(b"--P--\r\n");
+    let report = analyzer.analyze(&many);
+    assert!(
+        matches!(report.kind, ReportKind::Other | ReportKind::Bounce),
+        "{:?}",
+        report.kind
+    );
+}
+
 #[test]
 fn never_panics_on_broken_input() {
     let analyzer = Analyzer::default();
