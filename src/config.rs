@@ -90,6 +90,22 @@ pub struct InboundConfig {
     pub domain: String,
     /// Whether plain DSNs without a valid token may suppress.
     pub trust_unsigned_bounces: bool,
+    /// Name this server gives in its greeting and EHLO answer (default: `domain`).
+    pub hostname: Option<String>,
+    /// PEM certificate chain and private key for STARTTLS; without both, STARTTLS is not offered.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Hard bounces needed before an address is suppressed.
+    pub hard_bounce_threshold: u32,
+    /// Soft failures (one per original message) within `soft_bounce_window_days` that make a
+    /// `soft_bounce` suppression.
+    pub soft_bounce_threshold: u32,
+    pub soft_bounce_window_days: u32,
+    /// Days after which a `soft_bounce` suppression stops counting (none: never).
+    pub soft_bounce_expiry_days: Option<u32>,
+    /// Days a VERP or unsubscribe token stays valid after it was minted.
+    pub token_max_age_days: u32,
+    pub limits: SmtpLimits,
 }
 
 impl Default for InboundConfig {
@@ -98,6 +114,50 @@ impl Default for InboundConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
             domain: "bounces.localhost".into(),
             trust_unsigned_bounces: false,
+            hostname: None,
+            tls_certificate: None,
+            tls_key: None,
+            hard_bounce_threshold: 1,
+            soft_bounce_threshold: 3,
+            soft_bounce_window_days: 30,
+            soft_bounce_expiry_days: None,
+            token_max_age_days: 400,
+            limits: SmtpLimits::default(),
+        }
+    }
+}
+
+/// `[inbound.limits]`: what one SMTP client may cost. Timeouts follow RFC 5321 section 4.5.3.2.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpLimits {
+    /// Largest message accepted, in bytes (552 past it).
+    pub max_message_size: usize,
+    /// Recipients per transaction (452 past it).
+    pub max_recipients: usize,
+    /// Open connections in total, and from one IP address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Seconds to wait for a command, and for each block of message data.
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    /// Unknown or malformed commands before the connection is dropped.
+    pub max_bad_commands: u32,
+    /// Seconds sessions get to finish when the server stops.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for SmtpLimits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 25 << 20,
+            max_recipients: 100,
+            max_connections: 2_000,
+            max_connections_per_ip: 50,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+            max_bad_commands: 10,
+            shutdown_grace_secs: 30,
         }
     }
 }

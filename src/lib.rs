@@ -14,4 +14,5 @@ pub mod policy;
 pub mod secret;
 pub mod serve;
 pub mod service;
+pub mod smtp;
 pub mod store;

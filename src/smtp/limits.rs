@@ -1,0 +1,3 @@
+//! Limits per listener (configured under `[inbound.limits]`).
+
+pub use crate::config::SmtpLimits;

@@ -1,0 +1,117 @@
+//! Every reply the server sends, in one table: code, enhanced status code, text.
+
+use std::borrow::Cow;
+
+/// One SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub status: &'static str,
+    pub text: Cow<'static, str>,
+}
+
+macro_rules! replies {
+    ($($name:ident = $code:literal $status:literal $text:literal;)+) => {
+        impl Reply {
+            $(
+                #[doc = concat!("`", stringify!($code), " ", $status, " ", $text, "`")]
+                pub const $name: Reply = Reply { code: $code, status: $status, text: Cow::Borrowed($text) };
+            )+
+        }
+    };
+}
+
+replies! {
+    OK = 250 "2.0.0" "OK";
+    SENDER_OK = 250 "2.1.0" "Sender OK";
+    RECIPIENT_OK = 250 "2.1.5" "Recipient OK";
+    ACCEPTED = 250 "2.0.0" "Message accepted";
+    RESET = 250 "2.0.0" "Reset";
+    BYE = 221 "2.0.0" "Bye";
+    HELP = 214 "2.0.0" "This server takes bounces, complaints and unsubscribe requests; see RFC 5321";
+    START_DATA = 354 "" "Send the message, end with <CRLF>.<CRLF>";
+    START_TLS = 220 "2.0.0" "Ready to start TLS";
+    SHUTTING_DOWN = 421 "4.3.2" "Service shutting down, try again later";
+    TIMEOUT = 421 "4.4.2" "Timeout, closing connection";
+    TOO_MANY_CONNECTIONS = 421 "4.7.0" "Too many connections, try again later";
+    TOO_MANY_ERRORS = 421 "4.7.0" "Too many errors, closing connection";
+    STORE_FAILED = 451 "4.3.0" "Temporary failure storing the message, try again later";
+    TOO_MANY_RECIPIENTS = 452 "4.5.3" "Too many recipients";
+    TLS_UNAVAILABLE = 454 "4.7.0" "TLS not available";
+    UNKNOWN_COMMAND = 500 "5.5.1" "Command not recognized";
+    LINE_TOO_LONG = 500 "5.5.2" "Line too long";
+    SYNTAX_ERROR = 501 "5.5.4" "Syntax error in parameters";
+    BAD_SENDER = 501 "5.1.7" "Bad sender address syntax";
+    BAD_RECIPIENT = 501 "5.1.3" "Bad recipient address syntax";
+    NOT_IMPLEMENTED = 502 "5.5.1" "Command not implemented";
+    VRFY_DISABLED = 502 "5.5.1" "VRFY and EXPN are disabled";
+    NEED_HELO = 503 "5.5.1" "Send EHLO or HELO first";
+    NEED_MAIL = 503 "5.5.1" "Send MAIL FROM first";
+    NESTED_MAIL = 503 "5.5.1" "Sender already given";
+    NEED_RCPT = 503 "5.5.1" "Send RCPT TO first";
+    ALREADY_TLS = 503 "5.5.1" "TLS already active";
+    UNKNOWN_RECIPIENT = 550 "5.1.1" "No such recipient here; this server does not relay";
+    REFUSED = 550 "5.7.1" "Message refused";
+    TOO_BIG = 552 "5.3.4" "Message too big";
+}
+
+impl Reply {
+    /// A reply with its own text.
+    pub fn with_text(&self, text: impl Into<Cow<'static, str>>) -> Reply {
+        Reply {
+            text: text.into(),
+            ..self.clone()
+        }
+    }
+
+    /// The reply as sent: `CODE STATUS TEXT\r\n` (control characters of the text removed).
+    pub fn to_wire(&self) -> String {
+        let text: String = self.text.chars().filter(|c| !c.is_control()).collect();
+        if self.status.is_empty() {
+            format!("{} {}\r\n", self.code, text)
+        } else {
+            format!("{} {} {}\r\n", self.code, self.status, text)
+        }
+    }
+}
+
+/// The EHLO answer: greeting line and one line per extension.
+pub fn ehlo(hostname: &str, peer_name: &str, max_size: usize, offer_tls: bool) -> String {
+    let mut lines = vec![format!("{hostname} Hello {peer_name}")];
+    lines.push("PIPELINING".into());
+    lines.push(format!("SIZE {max_size}"));
+    lines.push("8BITMIME".into());
+    lines.push("SMTPUTF8".into());
+    lines.push("ENHANCEDSTATUSCODES".into());
+    if offer_tls {
+        lines.push("STARTTLS".into());
+    }
+    let last = lines.len() - 1;
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| format!("250{}{line}\r\n", if i == last { ' ' } else { '-' }))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_well_formed() {
+        assert_eq!(Reply::ACCEPTED.to_wire(), "250 2.0.0 Message accepted\r\n");
+        assert_eq!(
+            Reply::START_DATA.to_wire(),
+            "354 Send the message, end with <CRLF>.<CRLF>\r\n"
+        );
+        assert_eq!(
+            Reply::REFUSED.with_text("no\r\nthanks").to_wire(),
+            "550 5.7.1 nothanks\r\n"
+        );
+        let ehlo = ehlo("mx.example.org", "client.example", 1000, true);
+        assert!(ehlo.starts_with("250-mx.example.org Hello client.example\r\n"));
+        assert!(ehlo.ends_with("250 STARTTLS\r\n"));
+        assert!(!super::ehlo("mx", "c", 1, false).contains("STARTTLS"));
+    }
+}

@@ -1,0 +1,394 @@
+//! One SMTP session: commands in, replies out, a message handed to the sink.
+//!
+//! Pipelining: every complete command in the input is answered before the next read, and the
+//! replies go out together. Each read is bounded by a timeout; a line past 4 KiB, a message past
+//! the size limit, too many recipients or too many bad commands each get their reply.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
+use smtp_proto::{Error as ParseError, Request};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::replies::{self, Reply};
+use super::{MessageSink, ReceivedMessage, ServerContext, SinkError};
+
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SessionEnd {
+    /// The connection is finished.
+    Closed,
+    /// The client asked for STARTTLS and got 220: upgrade and start over.
+    StartTls,
+}
+
+const READ_BUFFER: usize = 64 * 1024;
+/// Longest command line taken (RFC 5321 asks for 512; extensions make real lines longer).
+const MAX_COMMAND_LINE: usize = 4096;
+
+/// Session state between commands.
+#[derive(Default)]
+struct Transaction {
+    helo: Option<String>,
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+}
+
+/// What reading more input gave.
+enum Input {
+    Data,
+    Closed,
+    TimedOut,
+    ShuttingDown,
+}
+
+struct Session<'a, S, IO> {
+    ctx: &'a ServerContext<S>,
+    io: &'a mut IO,
+    peer: IpAddr,
+    tls_active: bool,
+    shutdown: watch::Receiver<bool>,
+    input: Vec<u8>,
+    output: String,
+    state: Transaction,
+    bad_commands: u32,
+    /// A malformed command was cut short: drop input up to the next line end.
+    skip_to_line_end: bool,
+}
+
+/// Runs a session on `io` until it ends. `greet` sends the 220 banner (not after STARTTLS).
+pub(crate) async fn serve<S, IO>(
+    ctx: &ServerContext<S>,
+    io: &mut IO,
+    peer: IpAddr,
+    tls_active: bool,
+    shutdown: watch::Receiver<bool>,
+    greet: bool,
+) -> SessionEnd
+where
+    S: MessageSink,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut session = Session {
+        ctx,
+        io,
+        peer,
+        tls_active,
+        shutdown,
+        input: Vec::with_capacity(READ_BUFFER),
+        output: String::new(),
+        state: Transaction::default(),
+        bad_commands: 0,
+        skip_to_line_end: false,
+    };
+    if greet {
+        let banner = format!("220 {} ESMTP bouncegate\r\n", ctx.hostname);
+        session.output.push_str(&banner);
+    }
+    let end = session.run().await;
+    let _ = session.flush().await;
+    end
+}
+
+impl<S, IO> Session<'_, S, IO>
+where
+    S: MessageSink,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    async fn run(&mut self) -> SessionEnd {
+        let mut receiver = RequestReceiver::default();
+        loop {
+            if self.skip_to_line_end {
+                match self.input.iter().position(|&b| b == b'\n') {
+                    Some(pos) => {
+                        self.input.drain(..=pos);
+                        self.skip_to_line_end = false;
+                    }
+                    None => self.input.clear(),
+                }
+            }
+            // smtp-proto checks the length only of lines split across reads.
+            let line_end = self.input.iter().position(|&b| b == b'\n');
+            if line_end.unwrap_or(self.input.len()) > MAX_COMMAND_LINE {
+                match line_end {
+                    Some(pos) => {
+                        self.input.drain(..=pos);
+                    }
+                    None => {
+                        self.input.clear();
+                        self.skip_to_line_end = true;
+                    }
+                }
+                receiver = RequestReceiver::default();
+                if self.bad_command(Reply::LINE_TOO_LONG) {
+                    return SessionEnd::Closed;
+                }
+                continue;
+            }
+            let (parsed, consumed) = {
+                let mut bytes = self.input.iter();
+                let parsed = receiver.ingest(&mut bytes).map(Request::into_owned);
+                (parsed, self.input.len() - bytes.as_slice().len())
+            };
+            let ended_line = consumed > 0 && self.input[consumed - 1] == b'\n';
+            self.input.drain(..consumed);
+            let request = match parsed {
+                Ok(request) => request,
+                Err(ParseError::NeedsMoreData { .. }) => {
+                    if self.skip_to_line_end && !self.input.is_empty() {
+                        continue;
+                    }
+                    match self.read_more(self.command_timeout(), true).await {
+                        Input::Data => continue,
+                        Input::Closed => return SessionEnd::Closed,
+                        Input::TimedOut => return self.close_with(Reply::TIMEOUT),
+                        Input::ShuttingDown => return self.close_with(Reply::SHUTTING_DOWN),
+                    }
+                }
+                Err(error) => {
+                    if !ended_line {
+                        self.skip_to_line_end = true;
+                    }
+                    let reply = match error {
+                        ParseError::ResponseTooLong => Reply::LINE_TOO_LONG,
+                        ParseError::UnknownCommand => Reply::UNKNOWN_COMMAND,
+                        ParseError::InvalidSenderAddress => Reply::BAD_SENDER,
+                        ParseError::InvalidRecipientAddress => Reply::BAD_RECIPIENT,
+                        _ => Reply::SYNTAX_ERROR,
+                    };
+                    if self.bad_command(reply) {
+                        return SessionEnd::Closed;
+                    }
+                    continue;
+                }
+            };
+            match request {
+                Request::Ehlo { host } => {
+                    self.state = Transaction {
+                        helo: Some(host.clone()),
+                        ..Transaction::default()
+                    };
+                    let offer_tls = self.ctx.tls.is_some() && !self.tls_active;
+                    let answer = replies::ehlo(
+                        &self.ctx.hostname,
+                        &host,
+                        self.ctx.limits.max_message_size,
+                        offer_tls,
+                    );
+                    self.output.push_str(&answer);
+                }
+                Request::Helo { host } | Request::Lhlo { host } => {
+                    self.state = Transaction {
+                        helo: Some(host),
+                        ..Transaction::default()
+                    };
+                    self.reply(&Reply::OK.with_text(self.ctx.hostname.clone()));
+                }
+                Request::Mail { from } => {
+                    if self.state.helo.is_none() {
+                        self.reply(&Reply::NEED_HELO);
+                    } else if self.state.mail_from.is_some() {
+                        self.reply(&Reply::NESTED_MAIL);
+                    } else if from.size > self.ctx.limits.max_message_size {
+                        self.reply(&Reply::TOO_BIG);
+                    } else {
+                        self.state.mail_from = Some(from.address);
+                        self.reply(&Reply::SENDER_OK);
+                    }
+                }
+                Request::Rcpt { to } => {
+                    if self.state.mail_from.is_none() {
+                        self.reply(&Reply::NEED_MAIL);
+                    } else if self.state.rcpt_to.len() >= self.ctx.limits.max_recipients {
+                        self.reply(&Reply::TOO_MANY_RECIPIENTS);
+                    } else {
+                        match self.ctx.sink.accepts_recipient(&to.address) {
+                            Ok(()) => {
+                                self.state.rcpt_to.push(to.address);
+                                self.reply(&Reply::RECIPIENT_OK);
+                            }
+                            Err(error) => self.reply(&sink_reply(&error)),
+                        }
+                    }
+                }
+                Request::Data => {
+                    if self.state.mail_from.is_none() {
+                        self.reply(&Reply::NEED_MAIL);
+                    } else if self.state.rcpt_to.is_empty() {
+                        self.reply(&Reply::NEED_RCPT);
+                    } else if let Some(end) = self.data().await {
+                        return end;
+                    }
+                }
+                Request::Bdat { .. } => self.reply(&Reply::NOT_IMPLEMENTED),
+                Request::Rset => {
+                    self.state.mail_from = None;
+                    self.state.rcpt_to.clear();
+                    self.reply(&Reply::RESET);
+                }
+                Request::Noop { .. } => self.reply(&Reply::OK),
+                Request::Help { .. } => self.reply(&Reply::HELP),
+                Request::Vrfy { .. } | Request::Expn { .. } => self.reply(&Reply::VRFY_DISABLED),
+                Request::Quit => return self.close_with(Reply::BYE),
+                Request::StartTls => {
+                    if self.tls_active {
+                        self.reply(&Reply::ALREADY_TLS);
+                    } else if self.ctx.tls.is_none() {
+                        self.reply(&Reply::TLS_UNAVAILABLE);
+                    } else if !self.input.is_empty() {
+                        // Commands pipelined after STARTTLS would cross the TLS boundary.
+                        self.input.clear();
+                        if self.bad_command(
+                            Reply::SYNTAX_ERROR.with_text("Nothing may follow STARTTLS"),
+                        ) {
+                            return SessionEnd::Closed;
+                        }
+                    } else {
+                        self.reply(&Reply::START_TLS);
+                        return SessionEnd::StartTls;
+                    }
+                }
+                Request::Auth { .. }
+                | Request::Etrn { .. }
+                | Request::Atrn { .. }
+                | Request::Burl { .. } => self.reply(&Reply::NOT_IMPLEMENTED),
+            }
+        }
+    }
+
+    /// Receives the message after DATA; `Some` when the session ends meanwhile.
+    async fn data(&mut self) -> Option<SessionEnd> {
+        self.reply(&Reply::START_DATA);
+        if self.flush().await.is_err() {
+            return Some(SessionEnd::Closed);
+        }
+        let mut receiver = DataReceiver::new();
+        // The receiver finds "<CRLF>.<CRLF>"; the DATA line's own CRLF starts the message.
+        receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
+        let mut message = Vec::new();
+        let mut discard: Option<DummyDataReceiver> = None;
+        loop {
+            let (done, consumed) = {
+                let mut bytes = self.input.iter();
+                let done = match discard.as_mut() {
+                    Some(dummy) => dummy.ingest(&mut bytes),
+                    None => receiver.ingest(&mut bytes, &mut message),
+                };
+                (done, self.input.len() - bytes.as_slice().len())
+            };
+            self.input.drain(..consumed);
+            if discard.is_none() && message.len() > self.ctx.limits.max_message_size {
+                discard = Some(DummyDataReceiver::new_data(&receiver));
+                message = Vec::new();
+            }
+            if done {
+                break;
+            }
+            match self.read_more(self.data_timeout(), false).await {
+                Input::Data => {}
+                Input::Closed => return Some(SessionEnd::Closed),
+                Input::TimedOut => return Some(self.close_with(Reply::TIMEOUT)),
+                Input::ShuttingDown => unreachable!("reads during DATA ignore shutdown"),
+            }
+        }
+        let rcpt_to = std::mem::take(&mut self.state.rcpt_to);
+        let mail_from = self.state.mail_from.take().unwrap_or_default();
+        if discard.is_some() {
+            self.reply(&Reply::TOO_BIG);
+            return None;
+        }
+        let received = ReceivedMessage {
+            peer: self.peer,
+            helo: self.state.helo.clone().unwrap_or_default(),
+            mail_from,
+            rcpt_to,
+            data: message,
+        };
+        let reply = match self.ctx.sink.deliver(received).await {
+            Ok(()) => Reply::ACCEPTED,
+            Err(error) => sink_reply(&error),
+        };
+        self.reply(&reply);
+        None
+    }
+
+    /// Reads more input, waiting at most `timeout`; `idle` reads also end on shutdown.
+    async fn read_more(&mut self, timeout: Duration, idle: bool) -> Input {
+        if self.flush().await.is_err() {
+            return Input::Closed;
+        }
+        let mut buffer = [0u8; READ_BUFFER];
+        let idle_between_transactions = idle && self.state.mail_from.is_none();
+        if idle_between_transactions && *self.shutdown.borrow() {
+            return Input::ShuttingDown;
+        }
+        let read = self.io.read(&mut buffer);
+        let result = tokio::select! {
+            result = tokio::time::timeout(timeout, read) => result,
+            _ = self.shutdown.changed(), if idle_between_transactions => return Input::ShuttingDown,
+        };
+        match result {
+            Err(_) => Input::TimedOut,
+            Ok(Ok(0)) | Ok(Err(_)) => Input::Closed,
+            Ok(Ok(n)) => {
+                self.input.extend_from_slice(&buffer[..n]);
+                Input::Data
+            }
+        }
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        self.output.push_str(&reply.to_wire());
+    }
+
+    /// Counts a bad command; `true` when the client has had too many and is dropped.
+    fn bad_command(&mut self, reply: Reply) -> bool {
+        self.bad_commands += 1;
+        if self.bad_commands >= self.ctx.limits.max_bad_commands {
+            self.reply(&Reply::TOO_MANY_ERRORS);
+            return true;
+        }
+        self.reply(&reply);
+        false
+    }
+
+    fn close_with(&mut self, reply: Reply) -> SessionEnd {
+        self.reply(&reply);
+        SessionEnd::Closed
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let result = tokio::time::timeout(
+            self.command_timeout(),
+            self.io.write_all(self.output.as_bytes()),
+        )
+        .await;
+        self.output.clear();
+        match result {
+            Ok(Ok(())) => self.io.flush().await,
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.ctx.limits.command_timeout_secs)
+    }
+
+    fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.ctx.limits.data_timeout_secs)
+    }
+}
+
+fn sink_reply(error: &SinkError) -> Reply {
+    match error {
+        SinkError::UnknownRecipient => Reply::UNKNOWN_RECIPIENT,
+        SinkError::Refused(text) => Reply::REFUSED.with_text(text.clone()),
+        SinkError::Temporary(_) => Reply::STORE_FAILED,
+    }
+}

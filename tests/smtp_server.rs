@@ -1,0 +1,265 @@
+//! The SMTP server over real loopback TCP, with a sink that keeps messages in memory.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bouncegate::smtp::{
+    MessageSink, ReceivedMessage, ServerHandle, SinkError, SmtpLimits, SmtpServer,
+};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(Default)]
+struct MemorySink {
+    messages: Mutex<Vec<ReceivedMessage>>,
+    fail_next: Mutex<bool>,
+}
+
+impl MessageSink for MemorySink {
+    fn accepts_recipient(&self, address: &str) -> Result<(), SinkError> {
+        if address.ends_with("@bounces.example.org") {
+            Ok(())
+        } else {
+            Err(SinkError::UnknownRecipient)
+        }
+    }
+
+    async fn deliver(&self, message: ReceivedMessage) -> Result<(), SinkError> {
+        if std::mem::take(&mut *self.fail_next.lock().unwrap()) {
+            return Err(SinkError::Temporary("store down".into()));
+        }
+        self.messages.lock().unwrap().push(message);
+        Ok(())
+    }
+}
+
+async fn start(limits: SmtpLimits) -> (ServerHandle, Arc<MemorySink>) {
+    let sink = Arc::new(MemorySink::default());
+    let server = SmtpServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        sink.clone(),
+        limits,
+        "mx.test".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    (server.spawn(), sink)
+}
+
+struct Client {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Client {
+    async fn connect(handle: &ServerHandle) -> Client {
+        let stream = TcpStream::connect(handle.local_addr()).await.unwrap();
+        let (read, writer) = stream.into_split();
+        let mut client = Client {
+            reader: BufReader::new(read),
+            writer,
+        };
+        let banner = client.reply().await;
+        assert!(banner.starts_with("220 mx.test"), "{banner}");
+        client
+    }
+
+    /// One whole reply (all lines of a multi-line one).
+    async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+                .await
+                .expect("reply in time")
+                .unwrap();
+            all.push_str(&line);
+            if n == 0 || line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.writer.write_all(text.as_bytes()).await.unwrap();
+    }
+
+    async fn command(&mut self, text: &str) -> String {
+        self.send(&format!("{text}\r\n")).await;
+        self.reply().await
+    }
+}
+
+#[tokio::test]
+async fn a_full_transaction_keeps_the_bytes_exactly() {
+    let (handle, sink) = start(SmtpLimits::default()).await;
+    let mut c = Client::connect(&handle).await;
+    let ehlo = c.command("EHLO client.test").await;
+    for extension in [
+        "PIPELINING",
+        "SIZE 26214400",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+    ] {
+        assert!(ehlo.contains(extension), "{ehlo}");
+    }
+    assert!(
+        !ehlo.contains("STARTTLS"),
+        "no certificate, no STARTTLS: {ehlo}"
+    );
+    assert!(c.command("MAIL FROM:<>").await.starts_with("250 2.1.0"));
+    assert!(
+        c.command("RCPT TO:<b+abc@bounces.example.org>")
+            .await
+            .starts_with("250 2.1.5")
+    );
+    assert!(
+        c.command("RCPT TO:<someone@elsewhere.example>")
+            .await
+            .starts_with("550 5.1.1"),
+        "never relays"
+    );
+    assert!(c.command("DATA").await.starts_with("354"));
+    c.send("Subject: test\r\n\r\n..leading dot\r\nbody \u{e4}\r\n.\r\n")
+        .await;
+    assert!(c.reply().await.starts_with("250 2.0.0"));
+    assert!(c.command("VRFY root").await.starts_with("502 5.5.1"));
+    assert!(c.command("QUIT").await.starts_with("221"));
+    let messages = sink.messages.lock().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].data,
+        "Subject: test\r\n\r\n.leading dot\r\nbody \u{e4}\r\n".as_bytes()
+    );
+    assert_eq!(messages[0].mail_from, "");
+    assert_eq!(messages[0].rcpt_to, vec!["b+abc@bounces.example.org"]);
+    assert_eq!(messages[0].helo, "client.test");
+}
+
+#[tokio::test]
+async fn pipelined_commands_split_at_every_byte_are_answered_in_order() {
+    let (handle, sink) = start(SmtpLimits::default()).await;
+    let script =
+        "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<fbl@bounces.example.org>\r\nDATA\r\n";
+    for split in [1usize, 2, 3, 7, 13, script.len()] {
+        let mut c = Client::connect(&handle).await;
+        for chunk in script.as_bytes().chunks(split) {
+            c.writer.write_all(chunk).await.unwrap();
+            c.writer.flush().await.unwrap();
+        }
+        assert!(c.reply().await.starts_with("250-"), "EHLO");
+        assert!(c.reply().await.starts_with("250 2.1.0"));
+        assert!(c.reply().await.starts_with("250 2.1.5"));
+        assert!(c.reply().await.starts_with("354"));
+        for chunk in b"x\r\n.\r\n".chunks(split) {
+            c.writer.write_all(chunk).await.unwrap();
+        }
+        assert!(c.reply().await.starts_with("250 2.0.0"));
+    }
+    assert_eq!(sink.messages.lock().unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn limits_answer_with_the_right_codes() {
+    let limits = SmtpLimits {
+        max_message_size: 1_000,
+        max_recipients: 2,
+        max_bad_commands: 3,
+        ..SmtpLimits::default()
+    };
+    let (handle, sink) = start(limits).await;
+    let mut c = Client::connect(&handle).await;
+    assert!(
+        c.command("MAIL FROM:<>").await.starts_with("503"),
+        "EHLO first"
+    );
+    c.command("EHLO c").await;
+    assert!(
+        c.command("MAIL FROM:<> SIZE=5000")
+            .await
+            .starts_with("552 5.3.4")
+    );
+    c.command("MAIL FROM:<>").await;
+    for _ in 0..2 {
+        assert!(
+            c.command("RCPT TO:<b@bounces.example.org>")
+                .await
+                .starts_with("250")
+        );
+    }
+    assert!(
+        c.command("RCPT TO:<b@bounces.example.org>")
+            .await
+            .starts_with("452 4.5.3")
+    );
+    c.command("DATA").await;
+    c.send(&format!("{}\r\n.\r\n", "x".repeat(5_000))).await;
+    assert!(c.reply().await.starts_with("552 5.3.4"), "oversize");
+    assert!(sink.messages.lock().unwrap().is_empty());
+    assert!(
+        c.command(&format!("NOOP {}", "y".repeat(5_000)))
+            .await
+            .starts_with("500 5.5.2"),
+        "line too long"
+    );
+    assert!(c.command("BOGUS").await.starts_with("500 5.5.1"));
+    assert!(
+        c.command("BOGUS").await.starts_with("421 4.7.0"),
+        "too many bad commands"
+    );
+}
+
+#[tokio::test]
+async fn a_store_failure_is_a_temporary_error() {
+    let (handle, sink) = start(SmtpLimits::default()).await;
+    *sink.fail_next.lock().unwrap() = true;
+    let mut c = Client::connect(&handle).await;
+    c.command("HELO c").await;
+    c.command("MAIL FROM:<>").await;
+    c.command("RCPT TO:<bounces@bounces.example.org>").await;
+    c.command("DATA").await;
+    c.send("x\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("451 4.3.0"));
+}
+
+#[tokio::test]
+async fn a_stalling_client_is_cut_off_and_shutdown_is_clean() {
+    let limits = SmtpLimits {
+        command_timeout_secs: 1,
+        ..SmtpLimits::default()
+    };
+    let (handle, _sink) = start(limits).await;
+    let mut c = Client::connect(&handle).await;
+    c.send("EHLO c").await; // no line end, then silence
+    assert!(c.reply().await.starts_with("421 4.4.2"), "timeout");
+
+    let mut idle = Client::connect(&handle).await;
+    idle.command("EHLO c").await;
+    let stopping = tokio::spawn(handle.shutdown());
+    assert!(
+        idle.reply().await.starts_with("421 4.3.2"),
+        "idle sessions are told to come back"
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn connections_per_peer_are_limited() {
+    let limits = SmtpLimits {
+        max_connections_per_ip: 2,
+        ..SmtpLimits::default()
+    };
+    let (handle, _sink) = start(limits).await;
+    let _a = Client::connect(&handle).await;
+    let _b = Client::connect(&handle).await;
+    let stream = TcpStream::connect(handle.local_addr()).await.unwrap();
+    let mut third = BufReader::new(stream);
+    let mut line = String::new();
+    third.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("421 4.7.0"), "{line}");
+}
