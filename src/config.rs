@@ -106,6 +106,29 @@ pub struct InboundConfig {
     /// Days a VERP or unsubscribe token stays valid after it was minted.
     pub token_max_age_days: u32,
     pub limits: SmtpLimits,
+    pub local_parts: LocalParts,
+}
+
+/// `[inbound.local_parts]`: the recipient forms the listener takes (defaults are the contract:
+/// `b+TOKEN`, `bounces`, `unsubscribe+TOKEN`, `unsubscribe-<company>`, `fbl`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalParts {
+    pub verp_prefix: String,
+    pub bounces: String,
+    pub unsubscribe_prefix: String,
+    pub feedback: String,
+}
+
+impl Default for LocalParts {
+    fn default() -> Self {
+        Self {
+            verp_prefix: "b".into(),
+            bounces: "bounces".into(),
+            unsubscribe_prefix: "unsubscribe".into(),
+            feedback: "fbl".into(),
+        }
+    }
 }
 
 impl Default for InboundConfig {
@@ -123,6 +146,7 @@ impl Default for InboundConfig {
             soft_bounce_expiry_days: None,
             token_max_age_days: 400,
             limits: SmtpLimits::default(),
+            local_parts: LocalParts::default(),
         }
     }
 }

@@ -4,25 +4,47 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
+
+use crate::analysis::{Analyzer, BounceRules};
 use crate::config::Config;
-use crate::service::SuppressionService;
+use crate::inbound::InboundSink;
+use crate::smtp::{SmtpServer, load_tls};
 use crate::store::Store;
 
 /// Logs go to standard error; `RUST_LOG` overrides the level.
 pub fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // A closed or full standard error must not take the server down.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }
 
-/// Runs the gateway until SIGTERM or SIGINT.
+/// The analyser with the operator's extra rules from `[analysis] rules`, if any.
 ///
 /// # Errors
-/// The store cannot be opened.
+/// The rules file cannot be read or is invalid.
+pub fn load_analyzer(config: &Config) -> anyhow::Result<Analyzer> {
+    let mut extensions = Vec::new();
+    if let Some(path) = &config.analysis.rules {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read bounce rules {}", path.display()))?;
+        extensions.push((path.display().to_string(), text));
+    }
+    Ok(Analyzer::new(BounceRules::load(&extensions)?))
+}
+
+/// Runs the gateway until SIGTERM or SIGINT: opens the store, starts the inbound SMTP listener,
+/// and on a signal stops accepting and lets sessions finish.
+///
+/// # Errors
+/// The store cannot be opened, the rules or TLS files are invalid, or a port cannot be bound.
 pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
+    let mut signals = ShutdownSignal::install();
     let store = Store::open(&config.database.url, config.database.max_connections).await?;
     tracing::info!(
         database = %crate::cli::redact(&config.database.url),
@@ -30,33 +52,83 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
         companies = config.companies.len(),
         "store ready, migrations applied"
     );
-    let service = SuppressionService::new(store, config);
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    service.store().close().await;
+    let analyzer = load_analyzer(&config)?;
+    let inbound = &config.inbound;
+    let tls = match (&inbound.tls_certificate, &inbound.tls_key) {
+        (Some(certificate), Some(key)) => Some(load_tls(certificate, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "inbound.tls_certificate and inbound.tls_key go together: give both or neither"
+        ),
+    };
+    let hostname = inbound
+        .hostname
+        .clone()
+        .unwrap_or_else(|| inbound.domain.clone());
+    let sink = Arc::new(InboundSink::new(store.clone(), config.clone(), analyzer));
+    let server = SmtpServer::bind(inbound.listen, sink, inbound.limits.clone(), hostname, tls)
+        .await
+        .with_context(|| format!("cannot listen on {} (inbound.listen)", inbound.listen))?;
+    let listener = server.spawn();
+    tracing::info!(address = %listener.local_addr(), domain = %inbound.domain, "inbound SMTP listening");
+    signals.wait().await;
+    tracing::info!("shutting down: no new connections, sessions finish");
+    listener.shutdown().await;
+    store.close().await;
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT, caught from the moment this exists (also during start-up).
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    /// Installs the handlers.
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves on the first of them.
+    pub async fn wait(&mut self) {
+        #[cfg(unix)]
+        {
+            let terminate = async {
+                match self.terminate.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
             };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            let interrupt = async {
+                match self.interrupt.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = terminate => {}
+                _ = interrupt => {}
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

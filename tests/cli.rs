@@ -349,13 +349,25 @@ fn serve_runs_on_the_embedded_default_and_stops_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let db = dir.path().join("data/bouncegate.db");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !db.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    // Ready once it says so; then the signal handler is installed.
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    for line in std::io::BufRead::lines(stderr) {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("inbound SMTP listening") {
+            break;
+        }
     }
-    assert!(db.exists(), "serve created the default SQLite store");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        log.contains("127.0.0.1:2525"),
+        "listens on the default port: {log}"
+    );
+    assert!(
+        dir.path().join("data/bouncegate.db").exists(),
+        "serve created the default SQLite store"
+    );
     // SIGTERM, as a service manager stops it.
     let pid = child.id().to_string();
     std::process::Command::new("kill")

@@ -4,11 +4,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::Context;
 use serde::Serialize;
 
 use super::{EXIT_ERROR, EXIT_OK};
-use crate::analysis::{Analyzer, BounceRules, RecipientReport, Report};
+use crate::analysis::{RecipientReport, Report};
 use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
@@ -21,20 +20,6 @@ pub struct ClassifyArgs {
     json: bool,
 }
 
-/// The analyser with the operator's rules from the config, if any.
-///
-/// # Errors
-/// The rules file cannot be read or is invalid.
-pub fn analyzer(config: &Config) -> anyhow::Result<Analyzer> {
-    let mut extensions = Vec::new();
-    if let Some(path) = &config.analysis.rules {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read bounce rules {}", path.display()))?;
-        extensions.push((path.display().to_string(), text));
-    }
-    Ok(Analyzer::new(BounceRules::load(&extensions)?))
-}
-
 #[derive(Serialize)]
 struct Line<'a> {
     file: String,
@@ -45,7 +30,7 @@ struct Line<'a> {
 }
 
 pub fn classify(config: &Config, args: ClassifyArgs) -> anyhow::Result<u8> {
-    let analyzer = analyzer(config)?;
+    let analyzer = crate::serve::load_analyzer(config)?;
     let mut files = Vec::new();
     let mut unreadable = false;
     for path in &args.paths {

@@ -7,8 +7,10 @@
 
 mod events;
 mod evidence;
+mod inbound;
 mod people;
 mod rows;
+mod sends;
 mod sqlite_reader;
 mod suppressions;
 
@@ -21,7 +23,9 @@ use sqlx::{AnyPool, Executor, Row, Transaction};
 
 pub use events::NewEvent;
 pub use evidence::{EvidenceRecord, NewEvidence};
+pub use inbound::{Escalation, InboundEvent, InboundOutcome, InboundRecord};
 pub use people::{ConsentOutcome, EraseOutcome, NewConsent};
+pub use sends::{NewSend, SendRecord};
 pub use suppressions::{AddOutcome, BatchOutcome, NewSuppression};
 
 use crate::address::EmailAddress;

@@ -160,13 +160,16 @@ impl Store {
                 .await?
                 .rows_affected();
         }
-        rows_cleared += sqlx::query(
+        for sql in [
             "UPDATE consents SET address = NULL, proof = NULL, proof_name = NULL WHERE address_hash = $1",
-        )
-        .bind(hash.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+            "UPDATE sends SET address = NULL WHERE address_hash = $1",
+        ] {
+            rows_cleared += sqlx::query(sql)
+                .bind(hash.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
         let event = NewEvent {
             kind: "erase".into(),
             address_hash: Some(hash.clone()),
@@ -204,7 +207,8 @@ impl Store {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM suppressions WHERE address_hash = $1 AND address IS NOT NULL) \
                   + (SELECT COUNT(*) FROM events WHERE address_hash = $1 AND address IS NOT NULL) \
-                  + (SELECT COUNT(*) FROM consents WHERE address_hash = $1 AND address IS NOT NULL) AS n",
+                  + (SELECT COUNT(*) FROM consents WHERE address_hash = $1 AND address IS NOT NULL) \
+                  + (SELECT COUNT(*) FROM sends WHERE address_hash = $1 AND address IS NOT NULL) AS n",
         )
         .bind(self.hash(address).as_str())
         .fetch_one(&self.pool)

@@ -1,0 +1,606 @@
+//! The MX listener's sink: a received mail → analysis → trust → one store transaction.
+//!
+//! Trust: a bounce or complaint suppresses an address only when a signed token names the send it
+//! is about, or the report quotes the Message-ID of a message the relay sent to that recipient.
+//! Otherwise the event is kept as unverified and suppresses nothing, unless the operator sets
+//! `inbound.trust_unsigned_bounces` (for senders that do not relay through bouncegate). Forged
+//! bounces are no way to unsubscribe other people.
+
+mod route;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+
+pub use route::{Route, route};
+
+use crate::address::EmailAddress;
+use crate::analysis::{Analyzer, BounceClass, RecipientReport, Report, ReportKind};
+use crate::config::Config;
+use crate::model::{Channel, Reason, Scope, Source, Timestamp};
+use crate::smtp::{MessageSink, ReceivedMessage, SinkError};
+use crate::store::{
+    Escalation, InboundEvent, InboundRecord, NewEvent, NewEvidence, NewSuppression, SendRecord,
+    Store,
+};
+use crate::token::{TokenBinding, TokenKeys, TokenKind};
+
+/// Longest diagnostic kept in a suppression note.
+const NOTE_DIAGNOSTIC: usize = 300;
+
+/// Receives bounces, complaints and unsubscribe mails.
+pub struct InboundSink {
+    store: Store,
+    config: Arc<Config>,
+    analyzer: Analyzer,
+    keys: TokenKeys,
+}
+
+/// The send a report is about, and whether that was proven.
+#[derive(Debug, Clone)]
+struct Attribution {
+    send: Option<SendRecord>,
+    verified: bool,
+}
+
+impl InboundSink {
+    /// A sink writing to `store`.
+    pub fn new(store: Store, config: Arc<Config>, analyzer: Analyzer) -> Self {
+        Self {
+            keys: TokenKeys::new(store.secret()),
+            store,
+            config,
+            analyzer,
+        }
+    }
+
+    /// The token keys (the relay mints with the same).
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    /// Analyses one received mail and writes what it changes; `Ok` once it is durable.
+    ///
+    /// # Errors
+    /// The store failed (the client gets a 451 and retries).
+    pub async fn process(&self, message: &ReceivedMessage) -> Result<(), SinkError> {
+        let now = chrono::Utc::now();
+        let report = self.analyzer.analyze(&message.data);
+        let mut events = Vec::new();
+        let mut routes: Vec<Route> = message
+            .rcpt_to
+            .iter()
+            .filter_map(|r| route(r, &self.config))
+            .collect();
+        routes.dedup();
+        for route in &routes {
+            let found = match route {
+                Route::Unsubscribe { token } => {
+                    self.unsubscribe_by_token(&report, token, now).await?
+                }
+                Route::UnsubscribeCompany { company } => {
+                    self.unsubscribe_by_mail(&report, message, company, now)
+                        .await?
+                }
+                Route::Bounce { token } if report.kind == ReportKind::Complaint => {
+                    self.complaint(&report, token.as_deref(), now).await?
+                }
+                Route::Feedback if report.kind == ReportKind::Complaint => {
+                    self.complaint(&report, None, now).await?
+                }
+                Route::Bounce { token } => self.bounce(&report, token.as_deref(), now).await?,
+                Route::Feedback => self.bounce(&report, None, now).await?,
+            };
+            events.extend(found);
+        }
+        if events.is_empty() {
+            // Kept all the same: what arrived, and that nothing came of it.
+            events.push(InboundEvent {
+                event: NewEvent {
+                    kind: report.kind.as_str().into(),
+                    note: report.error.clone(),
+                    source: Some("inbound".into()),
+                    message_id: report.original.message_id.clone(),
+                    ..NewEvent::default()
+                },
+                suppression: None,
+            });
+        }
+        let rcpt_to = message.rcpt_to.join(", ");
+        let peer_ip = message.peer.to_string();
+        let record = InboundRecord {
+            evidence: NewEvidence {
+                raw: &message.data,
+                mail_from: Some(&message.mail_from),
+                rcpt_to: Some(&rcpt_to),
+                helo: Some(&message.helo),
+                peer_ip: Some(&peer_ip),
+                received_at: Some(now),
+            },
+            events,
+        };
+        self.store.record_inbound(&record, now).await.map_err(|e| {
+            tracing::warn!(error = %e, "could not store a received mail; answering 451");
+            SinkError::Temporary(e.to_string())
+        })?;
+        Ok(())
+    }
+
+    /// Bounces, delays, delivery reports and auto-replies at a return path.
+    async fn bounce(
+        &self,
+        report: &Report,
+        token: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<InboundEvent>, SinkError> {
+        let by_token = match token {
+            Some(token) => self.verified_send(token, &[TokenKind::Bounce], now).await?,
+            None => self.send_from_return_paths(report, now).await?,
+        };
+        let mut events = Vec::new();
+        for recipient in &report.recipients {
+            let address = EmailAddress::parse(&recipient.address).ok();
+            let attribution = match &by_token {
+                Some(send) => Attribution {
+                    send: Some(send.clone()),
+                    verified: true,
+                },
+                None => {
+                    self.attribute_by_message_id(report, address.as_ref())
+                        .await?
+                }
+            };
+            // A token names the recipient it was minted for; the report may name an alias.
+            let target = match (&attribution.send, by_token.is_some()) {
+                (Some(send), true) => send
+                    .address
+                    .as_deref()
+                    .and_then(|a| EmailAddress::parse(a).ok())
+                    .or(address),
+                _ => address,
+            };
+            let trusted = attribution.verified || self.config.inbound.trust_unsigned_bounces;
+            let suppression = match (&target, trusted, report.kind) {
+                (Some(target), true, ReportKind::Bounce) => {
+                    self.bounce_suppression(target, recipient, now)
+                }
+                _ => None,
+            };
+            events.push(InboundEvent {
+                event: self.event(
+                    report.kind.as_str(),
+                    target.as_ref(),
+                    recipient,
+                    &attribution,
+                    report,
+                    "dsn",
+                ),
+                suppression,
+            });
+        }
+        Ok(events)
+    }
+
+    fn bounce_suppression(
+        &self,
+        target: &EmailAddress,
+        recipient: &RecipientReport,
+        now: Timestamp,
+    ) -> Option<(NewSuppression, Escalation)> {
+        let inbound = &self.config.inbound;
+        let (reason, escalation, expires_at) = match recipient.class {
+            BounceClass::Hard => (
+                Reason::HardBounce,
+                Escalation::Count {
+                    class: "hard",
+                    threshold: inbound.hard_bounce_threshold.max(1),
+                    since: now
+                        - Duration::days(i64::from(inbound.soft_bounce_window_days.max(365))),
+                    include_unverified: inbound.trust_unsigned_bounces,
+                },
+                None,
+            ),
+            BounceClass::Soft => (
+                Reason::SoftBounce,
+                Escalation::Count {
+                    class: "soft",
+                    threshold: inbound.soft_bounce_threshold.max(1),
+                    since: now - Duration::days(i64::from(inbound.soft_bounce_window_days)),
+                    include_unverified: inbound.trust_unsigned_bounces,
+                },
+                inbound
+                    .soft_bounce_expiry_days
+                    .map(|d| now + Duration::days(i64::from(d))),
+            ),
+            BounceClass::None => return None,
+        };
+        let mut diagnostic: String = recipient.diagnostic.chars().take(NOTE_DIAGNOSTIC).collect();
+        if diagnostic.is_empty() {
+            diagnostic = "no diagnostic".into();
+        }
+        let suppression = NewSuppression {
+            address: target.clone(),
+            channel: Channel::Email,
+            scope: Scope::Global,
+            reason,
+            source: Source::Dsn,
+            note: Some(format!(
+                "{} {} ({}): {diagnostic}",
+                recipient.status, recipient.reason, recipient.class
+            )),
+            created_at: now,
+            expires_at,
+            evidence_id: None,
+            event_id: None,
+        };
+        Some((suppression, escalation))
+    }
+
+    /// An ARF complaint: company-wide suppression for the company that sent the original.
+    async fn complaint(
+        &self,
+        report: &Report,
+        token: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<InboundEvent>, SinkError> {
+        let by_token = match token {
+            Some(token) => self.verified_send(token, &[TokenKind::Bounce], now).await?,
+            None => self.send_from_return_paths(report, now).await?,
+        };
+        let mut events = Vec::new();
+        for recipient in &report.recipients {
+            let address = EmailAddress::parse(&recipient.address).ok();
+            let attribution = match &by_token {
+                Some(send) => Attribution {
+                    send: Some(send.clone()),
+                    verified: true,
+                },
+                None => {
+                    self.attribute_by_message_id(report, address.as_ref())
+                        .await?
+                }
+            };
+            let target = match &attribution.send {
+                Some(send) if by_token.is_some() => send
+                    .address
+                    .as_deref()
+                    .and_then(|a| EmailAddress::parse(a).ok())
+                    .or(address),
+                _ => address,
+            };
+            let company = attribution
+                .send
+                .as_ref()
+                .map(|s| s.company.clone())
+                .or_else(|| {
+                    let from = report.original.from.as_deref()?;
+                    let domain = from.rsplit_once('@')?.1;
+                    self.config
+                        .company_for_domain(domain)
+                        .map(|c| c.id().to_string())
+                });
+            let trusted = attribution.verified || self.config.inbound.trust_unsigned_bounces;
+            let suppression = match (&target, &company, trusted) {
+                (Some(target), Some(company), true) => Some((
+                    NewSuppression {
+                        address: target.clone(),
+                        channel: Channel::Email,
+                        scope: Scope::Company(company.clone()),
+                        reason: Reason::Complaint,
+                        source: Source::Arf,
+                        note: Some(format!(
+                            "feedback report ({})",
+                            recipient.feedback_type.as_deref().unwrap_or("abuse")
+                        )),
+                        created_at: now,
+                        expires_at: None,
+                        evidence_id: None,
+                        event_id: None,
+                    },
+                    Escalation::Immediate,
+                )),
+                _ => None,
+            };
+            let mut event = self.event(
+                "complaint",
+                target.as_ref(),
+                recipient,
+                &attribution,
+                report,
+                "arf",
+            );
+            if let Some(company) = company {
+                event.company = company;
+            }
+            events.push(InboundEvent { event, suppression });
+        }
+        Ok(events)
+    }
+
+    /// A mail to `unsubscribe+TOKEN@`: the token names recipient and scope.
+    async fn unsubscribe_by_token(
+        &self,
+        report: &Report,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Vec<InboundEvent>, SinkError> {
+        let kinds = [TokenKind::UnsubscribeBrand, TokenKind::UnsubscribeCompany];
+        let parsed_kind = self.keys.parse(token).ok().map(|t| t.kind);
+        let send = self.verified_send(token, &kinds, now).await?;
+        let target = send
+            .as_ref()
+            .and_then(|s| s.address.as_deref())
+            .and_then(|a| EmailAddress::parse(a).ok());
+        let scope = send.as_ref().map(|s| {
+            if parsed_kind == Some(TokenKind::UnsubscribeBrand) && !s.brand.is_empty() {
+                Scope::Brand {
+                    company: s.company.clone(),
+                    brand: s.brand.clone(),
+                }
+            } else {
+                Scope::Company(s.company.clone())
+            }
+        });
+        Ok(vec![self.unsubscribe_event(
+            report,
+            target,
+            scope,
+            send.is_some(),
+            now,
+        )])
+    }
+
+    /// A mail to `unsubscribe-<company>@`: its sender is unsubscribed from the company, or from
+    /// the brand of the message it answers.
+    async fn unsubscribe_by_mail(
+        &self,
+        report: &Report,
+        message: &ReceivedMessage,
+        company: &str,
+        now: Timestamp,
+    ) -> Result<Vec<InboundEvent>, SinkError> {
+        let parsed = mail_parser::MessageParser::default().parse(&message.data);
+        let from = parsed
+            .as_ref()
+            .and_then(|m| m.from())
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(str::to_string)
+            .unwrap_or_else(|| message.mail_from.clone());
+        let target = EmailAddress::parse(&from).ok();
+        let mut scope = Scope::Company(company.to_string());
+        if let (Some(parsed), Some(target)) = (&parsed, &target) {
+            let hash = self.store.hash(target);
+            let mut answered: Vec<String> = Vec::new();
+            for value in [parsed.in_reply_to(), parsed.references()] {
+                if let Some(ids) = value.as_text_list() {
+                    answered.extend(ids.iter().map(|s| s.to_string()));
+                } else if let Some(id) = value.as_text() {
+                    answered.push(id.to_string());
+                }
+            }
+            for id in answered {
+                let sends = self.store.sends_of_message(&id).await.map_err(temporary)?;
+                if let Some(send) = sends.iter().find(|s| {
+                    s.company == company && s.address_hash == hash.as_str() && !s.brand.is_empty()
+                }) {
+                    scope = Scope::Brand {
+                        company: company.to_string(),
+                        brand: send.brand.clone(),
+                    };
+                    break;
+                }
+            }
+        }
+        Ok(vec![self.unsubscribe_event(
+            report,
+            target,
+            Some(scope),
+            true,
+            now,
+        )])
+    }
+
+    fn unsubscribe_event(
+        &self,
+        report: &Report,
+        target: Option<EmailAddress>,
+        scope: Option<Scope>,
+        verified: bool,
+        now: Timestamp,
+    ) -> InboundEvent {
+        // An out-of-office answer to an unsubscribe address unsubscribes nobody.
+        let automatic = matches!(
+            report.kind,
+            ReportKind::AutoReply | ReportKind::Bounce | ReportKind::Delay
+        );
+        let (company, brand) = scope.as_ref().map(|s| s.columns()).unwrap_or(("", ""));
+        let event = NewEvent {
+            kind: if automatic {
+                report.kind.as_str().into()
+            } else {
+                "unsubscribe".into()
+            },
+            address: target.as_ref().map(|a| a.as_given().to_string()),
+            address_hash: target.as_ref().map(|a| self.store.hash(a)),
+            company: company.to_string(),
+            brand: brand.to_string(),
+            message_id: report.original.message_id.clone(),
+            verified,
+            source: Some("unsubscribe_mail".into()),
+            ..NewEvent::default()
+        };
+        let suppression = match (target, scope, verified && !automatic) {
+            (Some(target), Some(scope), true) => Some((
+                NewSuppression {
+                    address: target,
+                    channel: Channel::Email,
+                    scope,
+                    reason: Reason::Unsubscribe,
+                    source: Source::UnsubscribeMail,
+                    note: Some("unsubscribe mail; the original is kept as evidence".into()),
+                    created_at: now,
+                    expires_at: None,
+                    evidence_id: None,
+                    event_id: None,
+                },
+                Escalation::Immediate,
+            )),
+            _ => None,
+        };
+        InboundEvent { event, suppression }
+    }
+
+    fn event(
+        &self,
+        kind: &str,
+        target: Option<&EmailAddress>,
+        recipient: &RecipientReport,
+        attribution: &Attribution,
+        report: &Report,
+        source: &str,
+    ) -> NewEvent {
+        NewEvent {
+            kind: kind.to_string(),
+            address: target
+                .map(|a| a.as_given().to_string())
+                .or_else(|| Some(recipient.address.clone())),
+            address_hash: target.map(|a| self.store.hash(a)),
+            company: attribution
+                .send
+                .as_ref()
+                .map(|s| s.company.clone())
+                .unwrap_or_default(),
+            brand: attribution
+                .send
+                .as_ref()
+                .map(|s| s.brand.clone())
+                .unwrap_or_default(),
+            reason: Some(recipient.reason.as_str().into()),
+            class: Some(recipient.class.as_str().into()),
+            status: Some(recipient.status.clone()).filter(|s| !s.is_empty()),
+            reply_code: Some(recipient.reply_code.clone()).filter(|s| !s.is_empty()),
+            diagnostic: Some(recipient.diagnostic.clone()).filter(|s| !s.is_empty()),
+            message_id: attribution
+                .send
+                .as_ref()
+                .map(|s| s.message_id.clone())
+                .filter(|m| !m.is_empty())
+                .or_else(|| report.original.message_id.clone()),
+            verified: attribution.verified,
+            source: Some(source.into()),
+            ..NewEvent::default()
+        }
+    }
+
+    /// The send record a token names, if the token verifies against it.
+    async fn verified_send(
+        &self,
+        token: &str,
+        kinds: &[TokenKind],
+        now: Timestamp,
+    ) -> Result<Option<SendRecord>, SinkError> {
+        let Ok(parsed) = self.keys.parse(token) else {
+            return Ok(None);
+        };
+        if !kinds.contains(&parsed.kind) {
+            return Ok(None);
+        }
+        let Some(send) = self.store.send(parsed.send_id).await.map_err(temporary)? else {
+            return Ok(None);
+        };
+        let binding = TokenBinding {
+            recipient: &send.address_hash,
+            company: &send.company,
+            brand: &send.brand,
+            message_id: &send.message_id,
+        };
+        let max_age = Duration::days(i64::from(self.config.inbound.token_max_age_days));
+        Ok(self
+            .keys
+            .verify(&parsed, binding, now, max_age)
+            .ok()
+            .map(|()| send))
+    }
+
+    /// A VERP token in the returned original's return path (bounces forwarded to the plain address).
+    async fn send_from_return_paths(
+        &self,
+        report: &Report,
+        now: Timestamp,
+    ) -> Result<Option<SendRecord>, SinkError> {
+        let prefix = format!("{}+", self.config.inbound.local_parts.verp_prefix);
+        let unsubscribe = format!("{}+", self.config.inbound.local_parts.unsubscribe_prefix);
+        let candidates = report.original.return_paths.iter().chain(
+            report
+                .original
+                .list_unsubscribe
+                .iter()
+                .filter(|target| target.to_ascii_lowercase().starts_with("mailto:")),
+        );
+        for candidate in candidates {
+            let local = candidate
+                .trim_start_matches("mailto:")
+                .split('@')
+                .next()
+                .unwrap_or("");
+            let lower = local.to_ascii_lowercase();
+            let (token, kinds): (&str, &[TokenKind]) = if lower.starts_with(&prefix) {
+                (&local[prefix.len()..], &[TokenKind::Bounce])
+            } else if lower.starts_with(&unsubscribe) {
+                (
+                    &local[unsubscribe.len()..],
+                    &[TokenKind::UnsubscribeBrand, TokenKind::UnsubscribeCompany],
+                )
+            } else {
+                continue;
+            };
+            if let Some(send) = self.verified_send(token, kinds, now).await? {
+                return Ok(Some(send));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The send of the quoted original message to this recipient, if the relay sent it.
+    async fn attribute_by_message_id(
+        &self,
+        report: &Report,
+        address: Option<&EmailAddress>,
+    ) -> Result<Attribution, SinkError> {
+        let (Some(message_id), Some(address)) = (report.original.message_id.as_deref(), address)
+        else {
+            return Ok(Attribution {
+                send: None,
+                verified: false,
+            });
+        };
+        let hash = self.store.hash(address);
+        let sends = self
+            .store
+            .sends_of_message(message_id)
+            .await
+            .map_err(temporary)?;
+        let send = sends.into_iter().find(|s| s.address_hash == hash.as_str());
+        Ok(Attribution {
+            verified: send.is_some(),
+            send,
+        })
+    }
+}
+
+fn temporary(error: crate::store::StoreError) -> SinkError {
+    SinkError::Temporary(error.to_string())
+}
+
+impl MessageSink for InboundSink {
+    fn accepts_recipient(&self, address: &str) -> Result<(), SinkError> {
+        route(address, &self.config)
+            .map(|_| ())
+            .ok_or(SinkError::UnknownRecipient)
+    }
+
+    async fn deliver(&self, message: ReceivedMessage) -> Result<(), SinkError> {
+        self.process(&message).await
+    }
+}

@@ -1,0 +1,100 @@
+//! Send records: who got which message from which company and brand. Tokens name them; bounces
+//! that quote the original Message-ID find them.
+
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, rows};
+use crate::address::EmailAddress;
+use crate::model::{MailClass, Timestamp, format_time};
+
+/// A message sent to one recipient.
+#[derive(Debug, Clone)]
+pub struct NewSend {
+    pub address: EmailAddress,
+    pub company: String,
+    pub brand: Option<String>,
+    pub class: MailClass,
+    pub message_id: String,
+    pub sent_at: Timestamp,
+}
+
+/// A stored send record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRecord {
+    pub id: i64,
+    /// The address as given; `None` once erased.
+    pub address: Option<String>,
+    pub address_hash: String,
+    pub company: String,
+    /// `""` when the send had no brand.
+    pub brand: String,
+    pub message_id: String,
+    pub sent_at: Timestamp,
+}
+
+const COLUMNS: &str = "id, address, address_hash, company, brand, message_id, sent_at";
+
+fn record(row: &AnyRow) -> Result<SendRecord, StoreError> {
+    Ok(SendRecord {
+        id: rows::int(row, "id")?,
+        address: rows::opt_text(row, "address")?,
+        address_hash: rows::text(row, "address_hash")?,
+        company: rows::text(row, "company")?,
+        brand: rows::text(row, "brand")?,
+        message_id: rows::text(row, "message_id")?,
+        sent_at: rows::time(row, "sent_at")?,
+    })
+}
+
+impl Store {
+    /// Records a send and returns its id (what tokens carry).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn record_send(&self, send: &NewSend) -> Result<i64, StoreError> {
+        let hash = self.hash(&send.address);
+        let row = sqlx::query(
+            "INSERT INTO sends (address, address_hash, company, brand, class, message_id, sent_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(send.address.as_given())
+        .bind(hash.as_str())
+        .bind(&send.company)
+        .bind(send.brand.as_deref().unwrap_or(""))
+        .bind(send.class.as_str())
+        .bind(&send.message_id)
+        .bind(format_time(&send.sent_at))
+        .fetch_one(&self.pool)
+        .await?;
+        rows::int(&row, "id")
+    }
+
+    /// The send record with this id.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn send(&self, id: i64) -> Result<Option<SendRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sends WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// Send records of a message (one per recipient it went to).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn sends_of_message(&self, message_id: &str) -> Result<Vec<SendRecord>, StoreError> {
+        if message_id.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sends WHERE message_id = $1 ORDER BY id"
+        ))
+        .bind(message_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+}

@@ -1,0 +1,516 @@
+//! The inbound listener end to end: real SMTP over loopback to the server task, on SQLite and
+//! PostgreSQL; tokens minted through the library as the relay will mint them.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bouncegate::address::EmailAddress;
+use bouncegate::analysis::Analyzer;
+use bouncegate::config::Config;
+use bouncegate::inbound::InboundSink;
+use bouncegate::model::{Channel, ContactStatus, MailClass};
+use bouncegate::service::{CheckRequest, SuppressionService};
+use bouncegate::smtp::{ServerHandle, SmtpLimits, SmtpServer};
+use bouncegate::store::{NewSend, Store};
+use bouncegate::token::{TokenBinding, TokenKeys, TokenKind};
+use common::{ORGANISATION, TestDb, databases};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const DOMAIN: &str = "bounces.example.org";
+
+struct Gateway {
+    handle: ServerHandle,
+    service: SuppressionService,
+    keys: TokenKeys,
+}
+
+async fn start(db: &TestDb, inbound: &str) -> Gateway {
+    let text = format!("[inbound]\ndomain = \"{DOMAIN}\"\n{inbound}\n{ORGANISATION}");
+    let config = Arc::new(Config::parse(&text, std::path::Path::new("test.toml")).unwrap());
+    let store = Store::open(&db.url, 4).await.unwrap();
+    let sink = Arc::new(InboundSink::new(
+        store.clone(),
+        config.clone(),
+        Analyzer::default(),
+    ));
+    let keys = sink.keys().clone();
+    let server = SmtpServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        sink,
+        SmtpLimits::default(),
+        "mx.test".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    Gateway {
+        handle: server.spawn(),
+        service: SuppressionService::new(store, config),
+        keys,
+    }
+}
+
+impl Gateway {
+    /// Records a send and mints its token, as the relay does.
+    async fn send(
+        &self,
+        recipient: &str,
+        brand: Option<&str>,
+        message_id: &str,
+        kind: TokenKind,
+    ) -> String {
+        let address = EmailAddress::parse(recipient).unwrap();
+        let store = self.service.store();
+        let id = store
+            .record_send(&NewSend {
+                address: address.clone(),
+                company: "acme".into(),
+                brand: brand.map(str::to_string),
+                class: MailClass::Promotional,
+                message_id: message_id.into(),
+                sent_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let hash = store.hash(&address);
+        let binding = TokenBinding {
+            recipient: hash.as_str(),
+            company: "acme",
+            brand: brand.unwrap_or(""),
+            message_id,
+        };
+        self.keys.mint(kind, id, chrono::Utc::now(), binding)
+    }
+
+    async fn allowed(&self, address: &str, brand: Option<&str>) -> (bool, ContactStatus) {
+        let request = CheckRequest {
+            company: "acme",
+            brand,
+            class: MailClass::Promotional,
+            channel: Channel::Email,
+        };
+        let verdict = self.service.check(address, request).await.unwrap();
+        (verdict.allowed, verdict.status)
+    }
+}
+
+/// Sends one mail over SMTP and returns the reply to its end of data (or the first refusal).
+async fn smtp(gateway: &Gateway, mail_from: &str, rcpt: &str, data: &str) -> String {
+    let stream = TcpStream::connect(gateway.handle.local_addr())
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let next = async |read: &mut BufReader<_>| {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            tokio::time::timeout(Duration::from_secs(10), read.read_line(&mut line))
+                .await
+                .unwrap()
+                .unwrap();
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    };
+    next(&mut read).await;
+    for command in [
+        "EHLO mx.sender.example".to_string(),
+        format!("MAIL FROM:<{mail_from}>"),
+        format!("RCPT TO:<{rcpt}>"),
+        "DATA".to_string(),
+    ] {
+        write
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let reply = next(&mut read).await;
+        if !reply.starts_with('2') && !reply.starts_with('3') {
+            return reply;
+        }
+    }
+    write.write_all(data.as_bytes()).await.unwrap();
+    write.write_all(b".\r\n").await.unwrap();
+    let reply = next(&mut read).await;
+    let _ = write.write_all(b"QUIT\r\n").await;
+    reply
+}
+
+/// A DSN as Postfix writes it, CRLF line ends.
+fn dsn(recipient: &str, action: &str, status: &str, diagnostic: &str, original_id: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.example.net\nTo: news@acme.example\nSubject: Undelivered Mail Returned to Sender\n\
+         MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n\
+         --B\nContent-Type: text/plain\n\n<{recipient}>: {diagnostic}\n\n\
+         --B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n\
+         Final-Recipient: rfc822; {recipient}\nAction: {action}\nStatus: {status}\n\
+         Diagnostic-Code: smtp; {diagnostic}\n\n\
+         --B\nContent-Type: text/rfc822-headers\n\nFrom: news@acme.example\nTo: {recipient}\n\
+         Message-ID: <{original_id}>\nSubject: News\n\n--B--\n"
+    )
+    .replace('\n', "\r\n")
+}
+
+#[tokio::test]
+async fn a_signed_hard_bounce_suppresses_and_keeps_the_evidence() {
+    for db in databases().await {
+        let g = start(&db, "").await;
+        let token = g
+            .send(
+                "jane@example.net",
+                Some("news"),
+                "m1@acme.example",
+                TokenKind::Bounce,
+            )
+            .await;
+        let mail = dsn(
+            "jane@example.net",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 user unknown",
+            "m1@acme.example",
+        );
+        let reply = smtp(&g, "", &format!("b+{token}@{DOMAIN}"), &mail).await;
+        assert!(reply.starts_with("250"), "{}: {reply}", db.backend);
+        assert_eq!(
+            g.allowed("jane@example.net", Some("shop")).await,
+            (false, ContactStatus::Bounced)
+        );
+        let verdict = g
+            .service
+            .check(
+                "jane@example.net",
+                CheckRequest {
+                    company: "globex",
+                    brand: None,
+                    class: MailClass::Promotional,
+                    channel: Channel::Email,
+                },
+            )
+            .await
+            .unwrap();
+        let evidence_id = verdict.blocking[0]
+            .evidence_id
+            .expect("linked to its evidence");
+        let evidence = g.service.evidence(evidence_id).await.unwrap().unwrap();
+        assert_eq!(evidence.raw, mail.as_bytes(), "byte for byte");
+        assert_eq!(evidence.mail_from.as_deref(), Some(""));
+        g.handle.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn soft_bounces_escalate_once_per_message_and_delays_never_count() {
+    for db in databases().await {
+        let g = start(&db, "").await;
+        let full = "552 5.2.2 mailbox full";
+        for (n, message) in ["s1", "s2"].into_iter().enumerate() {
+            let token = g
+                .send("soft@example.net", None, message, TokenKind::Bounce)
+                .await;
+            for _ in 0..2 {
+                // The same message bouncing twice counts once.
+                let mail = dsn("soft@example.net", "failed", "5.2.2", full, message);
+                assert!(
+                    smtp(&g, "", &format!("b+{token}@{DOMAIN}"), &mail)
+                        .await
+                        .starts_with("250")
+                );
+            }
+            assert!(
+                g.allowed("soft@example.net", None).await.0,
+                "{}: {} soft bounces",
+                db.backend,
+                n + 1
+            );
+        }
+        for message in ["d1", "d2", "d3"] {
+            let token = g
+                .send("soft@example.net", None, message, TokenKind::Bounce)
+                .await;
+            let mail = dsn(
+                "soft@example.net",
+                "delayed",
+                "4.4.1",
+                "connect timed out",
+                message,
+            );
+            assert!(
+                smtp(&g, "", &format!("b+{token}@{DOMAIN}"), &mail)
+                    .await
+                    .starts_with("250")
+            );
+        }
+        assert!(
+            g.allowed("soft@example.net", None).await.0,
+            "{}: delays do not count",
+            db.backend
+        );
+        let token = g
+            .send("soft@example.net", None, "s3", TokenKind::Bounce)
+            .await;
+        let mail = dsn("soft@example.net", "failed", "5.2.2", full, "s3");
+        assert!(
+            smtp(&g, "", &format!("b+{token}@{DOMAIN}"), &mail)
+                .await
+                .starts_with("250")
+        );
+        assert_eq!(
+            g.allowed("soft@example.net", None).await,
+            (false, ContactStatus::Bounced),
+            "{}",
+            db.backend
+        );
+        g.handle.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn forged_bounces_suppress_nothing_unless_the_operator_trusts_them() {
+    for db in databases().await {
+        let g = start(&db, "").await;
+        let mail = dsn(
+            "victim@example.net",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 user unknown",
+            "unknown@elsewhere",
+        );
+        assert!(
+            smtp(&g, "", &format!("bounces@{DOMAIN}"), &mail)
+                .await
+                .starts_with("250")
+        );
+        let forged = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        assert!(
+            smtp(&g, "", &format!("b+{forged}@{DOMAIN}"), &mail)
+                .await
+                .starts_with("250")
+        );
+        // A real token for someone else does not reach the victim either.
+        let other = g
+            .send("other@example.net", None, "m2", TokenKind::Bounce)
+            .await;
+        assert!(
+            smtp(
+                &g,
+                "",
+                &format!("b+{other}@{DOMAIN}"),
+                &mail.replace("unknown@elsewhere", "m9")
+            )
+            .await
+            .starts_with("250")
+        );
+        assert!(
+            g.allowed("victim@example.net", None).await.0,
+            "{}",
+            db.backend
+        );
+        g.handle.shutdown().await;
+
+        let trusting = start(&db, "trust_unsigned_bounces = true").await;
+        let mail = dsn(
+            "plain@example.net",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 user unknown",
+            "x@y",
+        );
+        assert!(
+            smtp(&trusting, "", &format!("bounces@{DOMAIN}"), &mail)
+                .await
+                .starts_with("250")
+        );
+        assert_eq!(
+            trusting.allowed("plain@example.net", None).await,
+            (false, ContactStatus::Bounced)
+        );
+        trusting.handle.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn unsubscribe_mails_suppress_with_their_scope_and_auto_replies_do_not() {
+    for db in databases().await {
+        let g = start(&db, "").await;
+        let token = g
+            .send(
+                "reader@example.net",
+                Some("news"),
+                "n1",
+                TokenKind::UnsubscribeBrand,
+            )
+            .await;
+        let mail = "From: reader@example.net\r\nTo: unsubscribe@acme.example\r\nSubject: unsubscribe\r\n\r\nPlease stop.\r\n";
+        assert!(
+            smtp(
+                &g,
+                "reader@example.net",
+                &format!("unsubscribe+{token}@{DOMAIN}"),
+                mail
+            )
+            .await
+            .starts_with("250")
+        );
+        assert_eq!(
+            g.allowed("reader@example.net", Some("news")).await,
+            (false, ContactStatus::Unsubscribed)
+        );
+        assert!(
+            g.allowed("reader@example.net", Some("shop")).await.0,
+            "{}: only the brand",
+            db.backend
+        );
+
+        let plain = "From: Max <max@example.net>\r\nTo: unsubscribe-acme@bounces.example.org\r\nSubject: abmelden\r\n\r\nBitte austragen.\r\n";
+        assert!(
+            smtp(
+                &g,
+                "max@example.net",
+                &format!("unsubscribe-acme@{DOMAIN}"),
+                plain
+            )
+            .await
+            .starts_with("250")
+        );
+        assert!(
+            !g.allowed("max@example.net", Some("shop")).await.0,
+            "{}: company-wide",
+            db.backend
+        );
+        let status = g.service.status("max@example.net").await.unwrap();
+        let evidence = g
+            .service
+            .evidence(status.suppressions[0].evidence_id.unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            evidence.raw,
+            plain.as_bytes(),
+            "the unsubscribe mail is kept byte for byte"
+        );
+
+        let away = "From: away@example.net\r\nSubject: Out of Office: abmelden\r\nAuto-Submitted: auto-replied\r\n\r\nI am away.\r\n";
+        assert!(
+            smtp(
+                &g,
+                "away@example.net",
+                &format!("unsubscribe-acme@{DOMAIN}"),
+                away
+            )
+            .await
+            .starts_with("250")
+        );
+        assert!(
+            g.allowed("away@example.net", None).await.0,
+            "{}: auto-replies unsubscribe nobody",
+            db.backend
+        );
+        g.handle.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_complaint_about_a_signed_send_is_company_wide() {
+    for db in databases().await {
+        let g = start(&db, "").await;
+        let token = g
+            .send(
+                "angry@example.net",
+                Some("news"),
+                "c1@acme.example",
+                TokenKind::Bounce,
+            )
+            .await;
+        let arf = format!(
+            "From: fbl@isp.example\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\r\n\
+             --A\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\
+             --A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\r\n\
+             --A\r\nContent-Type: message/rfc822\r\n\r\nReturn-Path: <b+{token}@{DOMAIN}>\r\nFrom: news@acme.example\r\n\
+             To: angry@example.net\r\nMessage-ID: <c1@acme.example>\r\nSubject: News\r\n\r\nHello\r\n--A--\r\n"
+        );
+        assert!(
+            smtp(&g, "fbl@isp.example", &format!("fbl@{DOMAIN}"), &arf)
+                .await
+                .starts_with("250")
+        );
+        assert_eq!(
+            g.allowed("angry@example.net", Some("shop")).await,
+            (false, ContactStatus::Unsubscribed),
+            "{}",
+            db.backend
+        );
+        g.handle.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn it_never_relays_and_a_store_failure_is_retried_later() {
+    for db in databases().await {
+        let g = start(&db, "").await;
+        let reply = smtp(
+            &g,
+            "spammer@example.com",
+            "victim@gmail.example",
+            "Subject: hi\r\n\r\nx\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("550 5.1.1"), "{reply}");
+        let reply = smtp(&g, "", &format!("postmaster@{DOMAIN}"), "x\r\n").await;
+        assert!(reply.starts_with("550 5.1.1"), "{reply}");
+        g.service.store().close().await;
+        let mail = dsn(
+            "jane@example.net",
+            "failed",
+            "5.1.1",
+            "550 user unknown",
+            "m",
+        );
+        let reply = smtp(&g, "", &format!("bounces@{DOMAIN}"), &mail).await;
+        assert!(reply.starts_with("451 4.3.0"), "{}: {reply}", db.backend);
+        g.handle.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_real_client_delivers_a_bounce() {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    for db in databases().await {
+        let g = start(&db, "").await;
+        let token = g
+            .send("lettre@example.net", None, "l1", TokenKind::Bounce)
+            .await;
+        let mail = dsn(
+            "lettre@example.net",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 no such user",
+            "l1",
+        );
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(g.handle.local_addr().port())
+            .build();
+        let envelope = lettre::address::Envelope::new(
+            None,
+            vec![format!("b+{token}@{DOMAIN}").parse().unwrap()],
+        )
+        .unwrap();
+        transport
+            .send_raw(&envelope, mail.as_bytes())
+            .await
+            .unwrap();
+        assert!(
+            !g.allowed("lettre@example.net", None).await.0,
+            "{}",
+            db.backend
+        );
+        g.handle.shutdown().await;
+    }
+}
