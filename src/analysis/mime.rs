@@ -26,6 +26,29 @@ pub struct MailParts {
     pub forwarded_report: Option<Vec<u8>>,
 }
 
+/// The mail parser the analyser uses: headers it never reads (Received, dates) are kept raw,
+/// which saves most of the header parsing time of a bounce.
+pub fn parser() -> &'static MessageParser {
+    use std::sync::LazyLock;
+    static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+        use mail_parser::HeaderName;
+        // A non-empty map means only these are parsed structurally; everything else stays raw.
+        MessageParser::new()
+            .with_mime_headers()
+            .header_address(HeaderName::From)
+            .header_address(HeaderName::To)
+            .header_address(HeaderName::ReplyTo)
+            .header_address(HeaderName::Sender)
+            .header_address(HeaderName::ListUnsubscribe)
+            .header_text(HeaderName::Subject)
+            .header_id(HeaderName::MessageId)
+            .header_id(HeaderName::InReplyTo)
+            .header_id(HeaderName::References)
+            .header_id(HeaderName::ReturnPath)
+    });
+    &PARSER
+}
+
 /// Collects the parts of `message`.
 pub fn collect(message: &Message<'_>) -> MailParts {
     let mut parts = MailParts::default();
@@ -65,7 +88,7 @@ pub fn collect(message: &Message<'_>) -> MailParts {
             (_, "message", "feedback-report") => parts.feedback = Some(lossy(part.contents())),
             (_, "text", "rfc822-headers") | (_, "message", "rfc822-headers" | "global-headers") => {
                 if parts.original.is_none()
-                    && let Some(inner) = MessageParser::default().parse(part.contents())
+                    && let Some(inner) = parser().parse(part.contents())
                 {
                     parts.original = Some(original_of(&inner));
                 }
@@ -91,6 +114,9 @@ pub fn collect(message: &Message<'_>) -> MailParts {
             _ => {}
         }
     }
+    // Only the bounce's own words count, not the quoted original after them: cut once here.
+    let own = super::prose::findings(&parts.human_text).len();
+    parts.human_text.truncate(own);
     parts
 }
 

@@ -17,7 +17,7 @@ mod rules;
 mod ses;
 mod status;
 
-use mail_parser::{Message, MessageParser};
+use mail_parser::Message;
 
 pub use report::{BounceClass, BounceReason, OriginalMessage, RecipientReport, Report, ReportKind};
 pub use rules::{BUILTIN_RULES, BounceRules, RulesError, SmtpCommand};
@@ -58,7 +58,7 @@ impl Analyzer {
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             return Report::other("the mail is empty");
         }
-        let Some(message) = MessageParser::default().parse(raw) else {
+        let Some(message) = mime::parser().parse(raw) else {
             return Report::other("no mail headers found");
         };
         let parts = mime::collect(&message);
@@ -203,7 +203,7 @@ impl Analyzer {
                 .as_ref()
                 .map(|o| o.to.clone())
                 .unwrap_or_default();
-            let text = prose::clean(prose::findings(&parts.human_text));
+            let text = prose::clean(&parts.human_text);
             found = to
                 .into_iter()
                 .filter(|a| !exclude(a))
@@ -276,7 +276,7 @@ impl Analyzer {
             // bounce's overall text may.
             let vague = status.is_none_or(|s| s.detail == 0 && self.rules.decisive(s).is_none());
             if from_text.is_none() && (diagnostic.is_empty() || vague) {
-                let overall = prose::clean(prose::findings(context));
+                let overall = prose::clean(context);
                 from_text = self.rules.match_text(&rule_text(&overall));
                 if from_text.is_some() && diagnostic.is_empty() {
                     diagnostic = overall;
@@ -430,7 +430,8 @@ fn rule_text(diagnostic: &str) -> String {
 fn choose_status(field: Option<StatusCode>, diagnostic: &str) -> Option<StatusCode> {
     use std::sync::LazyLock;
     static AFTER_REPLY: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r"\b[245]\d\d[ -]'?\s?([245]\.\d{1,3}\.\d{1,3})\b").expect("valid")
+        regex::Regex::new(r"(?-u:\b)[245]\d\d[ -]'?\s?([245]\.\d{1,3}\.\d{1,3})(?-u:\b)")
+            .expect("valid")
     });
     let replied: Vec<StatusCode> = AFTER_REPLY
         .captures_iter(diagnostic)
@@ -463,7 +464,7 @@ fn transcript_command(text: &str, address: &str) -> Option<SmtpCommand> {
         .filter(|l| !l.is_empty())
         .map(|l| format!("{l}@"));
     let mut last = None;
-    for line in prose::findings(text).lines() {
+    for line in text.lines() {
         let trimmed = line.trim_start();
         if let Some(command) = trimmed.strip_prefix(">>>") {
             let word = command

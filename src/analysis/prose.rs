@@ -39,10 +39,9 @@ pub fn findings(text: &str) -> &str {
     }
 }
 
-/// The recipients named in `text` (not those `exclude` says are senders or system addresses),
-/// each with the lines that explain what happened to it.
+/// The recipients named in `text` (the bounce's own text, see [`findings`]; not those `exclude`
+/// says are senders or system addresses), each with the lines that explain what happened to it.
 pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipient> {
-    let text = findings(text);
     let lines: Vec<&str> = text.lines().collect();
     let mut found: Vec<ProseRecipient> = Vec::new();
     let mut i = 0;
@@ -103,7 +102,7 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
 /// Lines that name helpdesks or quote headers, not failed recipients.
 fn is_not_about_recipients(line: &str) -> bool {
     static NOT_RECIPIENTS: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)\b(?:contact|assistance|questions?|help ?desk|support team)\b|^[\s>]*(?:message-id|in-reply-to|references|from|sender|reply-to)\s*:")
+        Regex::new(r"(?i)(?-u:\b)(?:contact|assistance|questions?|help ?desk|support team)(?-u:\b)|^[\s>]*(?:message-id|in-reply-to|references|from|sender|reply-to)\s*:")
             .expect("valid")
     });
     NOT_RECIPIENTS.is_match(line)
@@ -118,11 +117,13 @@ fn starts_with_address(line: &str) -> bool {
 /// Every line of `text` that mentions `address` together with a reply or status code: where
 /// a session transcript says what the server answered.
 pub fn transcript_lines(text: &str, address: &str) -> String {
-    static CODE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\b[45]\d\d\b|\b[45]\.\d{1,3}\.\d{1,3}\b").expect("valid"));
+    static CODE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?-u:\b)[45]\d\d(?-u:\b)|(?-u:\b)[45]\.\d{1,3}\.\d{1,3}(?-u:\b)")
+            .expect("valid")
+    });
     let lower = address.to_ascii_lowercase();
     let mut out = String::new();
-    let lines: Vec<&str> = findings(text).lines().collect();
+    let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         if line.to_ascii_lowercase().contains(&lower) {
             for candidate in lines.iter().skip(i).take(3) {
@@ -187,7 +188,7 @@ mod tests {
                 "(#5.1.1)",
             ),
         ] {
-            let found = recipients(text, &none);
+            let found = recipients(findings(text), &none);
             assert_eq!(found.len(), 1, "{text}\n{found:?}");
             assert_eq!(found[0].address, address);
             assert!(found[0].diagnostic.contains(diagnostic_has), "{found:?}");

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use regex::{RegexSet, RegexSetBuilder};
+use regex::bytes::{RegexSet, RegexSetBuilder};
 use serde::Deserialize;
 
 use super::report::BounceReason;
@@ -211,8 +211,12 @@ impl BounceRules {
                 }
             }
         }
+        // ASCII word boundaries and case folding keep the whole set on the lazy DFA (Unicode
+        // `\b` makes it fall back to the much slower PikeVM on any non-ASCII text); the text is
+        // lower-cased before matching, and non-ASCII literals still match their UTF-8 bytes.
         rules.set = RegexSetBuilder::new(&patterns)
             .case_insensitive(true)
+            .unicode(false)
             .size_limit(64 << 20)
             .dfa_size_limit(64 << 20)
             .build()
@@ -226,7 +230,7 @@ impl BounceRules {
             return None;
         }
         self.set
-            .matches(text)
+            .matches(text.as_bytes())
             .iter()
             .next()
             .map(|i| self.pattern_reasons[i])
