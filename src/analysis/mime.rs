@@ -49,6 +49,15 @@ pub fn parser() -> &'static MessageParser {
     &PARSER
 }
 
+/// Parses a mail, never panicking: mail-parser 0.11 panics on some malformed MIME structures
+/// (found by fuzzing), and a received mail must never take the analyser down. `None` when there
+/// is nothing to parse or the parser failed.
+pub fn parse_mail(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser().parse(raw)))
+        .ok()
+        .flatten()
+}
+
 /// Collects the parts of `message`.
 pub fn collect(message: &Message<'_>) -> MailParts {
     let mut parts = MailParts::default();
@@ -88,7 +97,7 @@ pub fn collect(message: &Message<'_>) -> MailParts {
             (_, "message", "feedback-report") => parts.feedback = Some(lossy(part.contents())),
             (_, "text", "rfc822-headers") | (_, "message", "rfc822-headers" | "global-headers") => {
                 if parts.original.is_none()
-                    && let Some(inner) = parser().parse(part.contents())
+                    && let Some(inner) = parse_mail(part.contents())
                 {
                     parts.original = Some(original_of(&inner));
                 }

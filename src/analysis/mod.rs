@@ -19,6 +19,7 @@ mod status;
 
 use mail_parser::Message;
 
+pub use mime::parse_mail;
 pub use report::{BounceClass, BounceReason, OriginalMessage, RecipientReport, Report, ReportKind};
 pub use rules::{BUILTIN_RULES, BounceRules, RulesError, SmtpCommand};
 pub use status::StatusCode;
@@ -58,8 +59,10 @@ impl Analyzer {
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             return Report::other("the mail is empty");
         }
-        let Some(message) = mime::parser().parse(raw) else {
-            return Report::other("no mail headers found");
+        let Some(message) = mime::parse_mail(raw) else {
+            return Report::other(
+                "no mail headers found, or a MIME structure the parser cannot read",
+            );
         };
         let parts = mime::collect(&message);
         let mut report = if let Some(feedback) = &parts.feedback {

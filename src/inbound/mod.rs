@@ -359,7 +359,7 @@ impl InboundSink {
         company: &str,
         now: Timestamp,
     ) -> Result<Vec<InboundEvent>, SinkError> {
-        let parsed = mail_parser::MessageParser::default().parse(&message.data);
+        let parsed = crate::analysis::parse_mail(&message.data);
         let from = parsed
             .as_ref()
             .and_then(|m| m.from())
