@@ -6,6 +6,7 @@
 //! `inbound.trust_unsigned_bounces` (for senders that do not relay through bouncegate). Forged
 //! bounces are no way to unsubscribe other people.
 
+mod committer;
 mod route;
 
 use std::sync::Arc;
@@ -19,11 +20,9 @@ use crate::analysis::{Analyzer, BounceClass, RecipientReport, Report, ReportKind
 use crate::config::Config;
 use crate::model::{Channel, Reason, Scope, Source, Timestamp};
 use crate::smtp::{MessageSink, ReceivedMessage, SinkError};
-use crate::store::{
-    Escalation, InboundEvent, InboundRecord, NewEvent, NewEvidence, NewSuppression, SendRecord,
-    Store,
-};
+use crate::store::{Escalation, InboundEvent, NewEvent, NewSuppression, SendRecord, Store};
 use crate::token::{TokenBinding, TokenKeys, TokenKind};
+use committer::{Committer, PendingMail};
 
 /// Longest diagnostic kept in a suppression note.
 const NOTE_DIAGNOSTIC: usize = 300;
@@ -34,6 +33,7 @@ pub struct InboundSink {
     config: Arc<Config>,
     analyzer: Analyzer,
     keys: TokenKeys,
+    committer: Committer,
 }
 
 /// The send a report is about, and whether that was proven.
@@ -48,6 +48,7 @@ impl InboundSink {
     pub fn new(store: Store, config: Arc<Config>, analyzer: Analyzer) -> Self {
         Self {
             keys: TokenKeys::new(store.secret()),
+            committer: Committer::start(store.clone()),
             store,
             config,
             analyzer,
@@ -63,7 +64,7 @@ impl InboundSink {
     ///
     /// # Errors
     /// The store failed (the client gets a 451 and retries).
-    pub async fn process(&self, message: &ReceivedMessage) -> Result<(), SinkError> {
+    pub async fn process(&self, message: ReceivedMessage) -> Result<(), SinkError> {
         let now = chrono::Utc::now();
         let report = self.analyzer.analyze(&message.data);
         let mut events = Vec::new();
@@ -79,7 +80,7 @@ impl InboundSink {
                     self.unsubscribe_by_token(&report, token, now).await?
                 }
                 Route::UnsubscribeCompany { company } => {
-                    self.unsubscribe_by_mail(&report, message, company, now)
+                    self.unsubscribe_by_mail(&report, &message, company, now)
                         .await?
                 }
                 Route::Bounce { token } if report.kind == ReportKind::Complaint => {
@@ -106,22 +107,18 @@ impl InboundSink {
                 suppression: None,
             });
         }
-        let rcpt_to = message.rcpt_to.join(", ");
-        let peer_ip = message.peer.to_string();
-        let record = InboundRecord {
-            evidence: NewEvidence {
-                raw: &message.data,
-                mail_from: Some(&message.mail_from),
-                rcpt_to: Some(&rcpt_to),
-                helo: Some(&message.helo),
-                peer_ip: Some(&peer_ip),
-                received_at: Some(now),
-            },
+        let pending = PendingMail {
+            rcpt_to: message.rcpt_to.join(", "),
+            peer_ip: message.peer.to_string(),
+            mail_from: message.mail_from,
+            helo: message.helo,
+            raw: message.data,
+            received_at: now,
             events,
         };
-        self.store.record_inbound(&record, now).await.map_err(|e| {
-            tracing::warn!(error = %e, "could not store a received mail; answering 451");
-            SinkError::Temporary(e.to_string())
+        self.committer.commit(pending).await.map_err(|error| {
+            tracing::warn!(%error, "could not store a received mail; answering 451");
+            SinkError::Temporary(error)
         })?;
         Ok(())
     }
@@ -601,6 +598,6 @@ impl MessageSink for InboundSink {
     }
 
     async fn deliver(&self, message: ReceivedMessage) -> Result<(), SinkError> {
-        self.process(&message).await
+        self.process(message).await
     }
 }

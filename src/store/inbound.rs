@@ -60,8 +60,37 @@ impl Store {
         record: &InboundRecord<'_>,
         now: Timestamp,
     ) -> Result<InboundOutcome, StoreError> {
+        let mut outcomes = self
+            .record_inbound_many(std::slice::from_ref(record), now)
+            .await?;
+        Ok(outcomes.remove(0))
+    }
+
+    /// Writes several received mails in one transaction (group commit: one sync for all).
+    ///
+    /// # Errors
+    /// The database failed; none of them was written.
+    pub async fn record_inbound_many(
+        &self,
+        records: &[InboundRecord<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<InboundOutcome>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let evidence_id = insert_evidence(&mut tx, &record.evidence, now).await?;
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            outcomes.push(self.write_inbound(&mut tx, record, now).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn write_inbound(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        record: &InboundRecord<'_>,
+        now: Timestamp,
+    ) -> Result<InboundOutcome, StoreError> {
+        let evidence_id = insert_evidence(tx, &record.evidence, now).await?;
         let mut outcome = InboundOutcome {
             evidence_id,
             event_ids: Vec::new(),
@@ -72,7 +101,7 @@ impl Store {
                 evidence_id: Some(evidence_id),
                 ..item.event.clone()
             };
-            let event_id = insert_event(&mut tx, &event, now).await?;
+            let event_id = insert_event(tx, &event, now).await?;
             outcome.event_ids.push(event_id);
             let mut added = None;
             if let Some((suppression, escalation)) = &item.suppression {
@@ -85,7 +114,7 @@ impl Store {
                         include_unverified,
                     } => {
                         let hash = self.hash(&suppression.address);
-                        count_bounces(&mut tx, &hash, class, since, include_unverified).await?
+                        count_bounces(tx, &hash, class, since, include_unverified).await?
                             >= i64::from(threshold)
                     }
                 };
@@ -95,12 +124,11 @@ impl Store {
                         event_id: Some(event_id),
                         ..suppression.clone()
                     };
-                    added = Some(self.add_in(&mut tx, &suppression, now).await?);
+                    added = Some(self.add_in(tx, &suppression, now).await?);
                 }
             }
             outcome.suppressions.push(added);
         }
-        tx.commit().await?;
         Ok(outcome)
     }
 }
