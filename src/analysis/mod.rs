@@ -117,17 +117,7 @@ impl Analyzer {
             .unwrap_or_default();
         Report {
             kind: ReportKind::Complaint,
-            recipients: vec![RecipientReport {
-                address,
-                action: String::new(),
-                status: String::new(),
-                reply_code: String::new(),
-                reason: BounceReason::Feedback,
-                class: BounceClass::None,
-                diagnostic: String::new(),
-                remote_mta: String::new(),
-                feedback_type: Some(feedback_type.unwrap_or_else(|| "abuse".into())),
-            }],
+            recipients: vec![RecipientReport::feedback(address, feedback_type)],
             original: OriginalMessage::default(),
             error: None,
         }
@@ -372,17 +362,7 @@ impl Analyzer {
             .into_iter()
             .map(|r| {
                 if notification.kind == ReportKind::Complaint {
-                    return RecipientReport {
-                        address: r.address,
-                        action: String::new(),
-                        status: String::new(),
-                        reply_code: String::new(),
-                        reason: BounceReason::Feedback,
-                        class: BounceClass::None,
-                        diagnostic: String::new(),
-                        remote_mta: String::new(),
-                        feedback_type: Some(r.feedback_type.unwrap_or_else(|| "abuse".into())),
-                    };
+                    return RecipientReport::feedback(r.address, r.feedback_type);
                 }
                 self.classify(
                     Finding {

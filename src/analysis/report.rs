@@ -105,6 +105,23 @@ pub struct RecipientReport {
     pub feedback_type: Option<String>,
 }
 
+impl RecipientReport {
+    /// The complained-about recipient of a feedback report.
+    pub fn feedback(address: String, feedback_type: Option<String>) -> Self {
+        RecipientReport {
+            address,
+            action: String::new(),
+            status: String::new(),
+            reply_code: String::new(),
+            reason: BounceReason::Feedback,
+            class: BounceClass::None,
+            diagnostic: String::new(),
+            remote_mta: String::new(),
+            feedback_type: Some(feedback_type.unwrap_or_else(|| "abuse".into())),
+        }
+    }
+}
+
 /// What the returned original message says, for attributing the report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OriginalMessage {

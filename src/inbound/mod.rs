@@ -36,6 +36,14 @@ pub struct InboundSink {
     committer: Committer,
 }
 
+/// One reported recipient, attributed.
+struct Attributed<'r> {
+    recipient: &'r RecipientReport,
+    /// The address to act on.
+    target: Option<EmailAddress>,
+    attribution: Attribution,
+}
+
 /// The send a report is about, and whether that was proven.
 #[derive(Debug, Clone)]
 struct Attribution {
@@ -123,6 +131,48 @@ impl InboundSink {
         Ok(())
     }
 
+    /// Each reported recipient with the send it is about (by token, else by the quoted
+    /// Message-ID) and the address to act on: a token names the recipient it was minted for, the
+    /// report may name an alias of it.
+    async fn attribute<'r>(
+        &self,
+        report: &'r Report,
+        token: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<Attributed<'r>>, SinkError> {
+        let by_token = match token {
+            Some(token) => self.verified_send(token, &[TokenKind::Bounce], now).await?,
+            None => self.send_from_return_paths(report, now).await?,
+        };
+        let mut attributed = Vec::with_capacity(report.recipients.len());
+        for recipient in &report.recipients {
+            let address = EmailAddress::parse(&recipient.address).ok();
+            let (attribution, target) = match &by_token {
+                Some(send) => (
+                    Attribution {
+                        send: Some(send.clone()),
+                        verified: true,
+                    },
+                    send.address
+                        .as_deref()
+                        .and_then(|a| EmailAddress::parse(a).ok())
+                        .or(address),
+                ),
+                None => (
+                    self.attribute_by_message_id(report, address.as_ref())
+                        .await?,
+                    address,
+                ),
+            };
+            attributed.push(Attributed {
+                recipient,
+                target,
+                attribution,
+            });
+        }
+        Ok(attributed)
+    }
+
     /// Bounces, delays, delivery reports and auto-replies at a return path.
     async fn bounce(
         &self,
@@ -130,32 +180,13 @@ impl InboundSink {
         token: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<InboundEvent>, SinkError> {
-        let by_token = match token {
-            Some(token) => self.verified_send(token, &[TokenKind::Bounce], now).await?,
-            None => self.send_from_return_paths(report, now).await?,
-        };
         let mut events = Vec::new();
-        for recipient in &report.recipients {
-            let address = EmailAddress::parse(&recipient.address).ok();
-            let attribution = match &by_token {
-                Some(send) => Attribution {
-                    send: Some(send.clone()),
-                    verified: true,
-                },
-                None => {
-                    self.attribute_by_message_id(report, address.as_ref())
-                        .await?
-                }
-            };
-            // A token names the recipient it was minted for; the report may name an alias.
-            let target = match (&attribution.send, by_token.is_some()) {
-                (Some(send), true) => send
-                    .address
-                    .as_deref()
-                    .and_then(|a| EmailAddress::parse(a).ok())
-                    .or(address),
-                _ => address,
-            };
+        for Attributed {
+            recipient,
+            target,
+            attribution,
+        } in self.attribute(report, token, now).await?
+        {
             let trusted = attribution.verified || self.config.inbound.trust_unsigned_bounces;
             let suppression = match (&target, trusted, report.kind) {
                 (Some(target), true, ReportKind::Bounce) => {
@@ -240,31 +271,13 @@ impl InboundSink {
         token: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<InboundEvent>, SinkError> {
-        let by_token = match token {
-            Some(token) => self.verified_send(token, &[TokenKind::Bounce], now).await?,
-            None => self.send_from_return_paths(report, now).await?,
-        };
         let mut events = Vec::new();
-        for recipient in &report.recipients {
-            let address = EmailAddress::parse(&recipient.address).ok();
-            let attribution = match &by_token {
-                Some(send) => Attribution {
-                    send: Some(send.clone()),
-                    verified: true,
-                },
-                None => {
-                    self.attribute_by_message_id(report, address.as_ref())
-                        .await?
-                }
-            };
-            let target = match &attribution.send {
-                Some(send) if by_token.is_some() => send
-                    .address
-                    .as_deref()
-                    .and_then(|a| EmailAddress::parse(a).ok())
-                    .or(address),
-                _ => address,
-            };
+        for Attributed {
+            recipient,
+            target,
+            attribution,
+        } in self.attribute(report, token, now).await?
+        {
             let company = attribution
                 .send
                 .as_ref()
