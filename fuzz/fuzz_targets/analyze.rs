@@ -6,7 +6,13 @@ use std::sync::LazyLock;
 use bouncegate::analysis::{Analyzer, ReportKind};
 use libfuzzer_sys::fuzz_target;
 
-static ANALYZER: LazyLock<Analyzer> = LazyLock::new(Analyzer::default);
+// libfuzzer-sys aborts on every panic, even one the analyser catches (it guards mail-parser's
+// known panics with catch_unwind); with the default hook back, only a panic that escapes
+// `analyze` — which libfuzzer-sys still aborts on — is a crash.
+static ANALYZER: LazyLock<Analyzer> = LazyLock::new(|| {
+    let _ = std::panic::take_hook();
+    Analyzer::default()
+});
 
 fuzz_target!(|data: &[u8]| {
     let report = ANALYZER.analyze(data);

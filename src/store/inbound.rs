@@ -105,6 +105,13 @@ impl Store {
             outcome.event_ids.push(event_id);
             let mut added = None;
             if let Some((suppression, escalation)) = &item.suppression {
+                // Repeated bounces of a dead address: already suppressed, nothing to count.
+                if let Some(id) = self.in_force_in(tx, suppression, now).await? {
+                    outcome
+                        .suppressions
+                        .push(Some(AddOutcome::AlreadyActive(id)));
+                    continue;
+                }
                 let due = match *escalation {
                     Escalation::Immediate => true,
                     Escalation::Count {

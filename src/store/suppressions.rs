@@ -91,19 +91,37 @@ impl Store {
         if let Some(id) = insert(tx, new, &hash, erased.contains(&hash)).await? {
             return Ok(AddOutcome::Added(id));
         }
+        let id = self.in_force_in(tx, new, now).await?.ok_or_else(|| {
+            StoreError::Corrupt("a conflicting suppression vanished within its transaction".into())
+        })?;
+        Ok(AddOutcome::AlreadyActive(id))
+    }
+
+    /// The id of the same suppression (address, channel, scope, reason) in force at `now`, if any.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub(crate) async fn in_force_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        new: &NewSuppression,
+        now: Timestamp,
+    ) -> Result<Option<i64>, StoreError> {
+        let hash = self.hash(&new.address);
         let (company, brand) = new.scope.columns();
         let row = sqlx::query(
             "SELECT id FROM suppressions WHERE address_hash = $1 AND channel = $2 AND company = $3 \
-             AND brand = $4 AND reason = $5 AND lifted_at IS NULL",
+             AND brand = $4 AND reason = $5 AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > $6)",
         )
         .bind(hash.as_str())
         .bind(new.channel.as_str())
         .bind(company)
         .bind(brand)
         .bind(new.reason.as_str())
-        .fetch_one(&mut **tx)
+        .bind(format_time(&now))
+        .fetch_optional(&mut **tx)
         .await?;
-        Ok(AddOutcome::AlreadyActive(rows::int(&row, "id")?))
+        row.map(|r| rows::int(&r, "id")).transpose()
     }
 
     /// Records a batch in one transaction; suppressions already in force are left as they are.
