@@ -263,3 +263,78 @@ async fn connections_per_peer_are_limited() {
     third.read_line(&mut line).await.unwrap();
     assert!(line.starts_with("421 4.7.0"), "{line}");
 }
+
+#[tokio::test]
+async fn starttls_upgrades_and_the_session_starts_over() {
+    use std::sync::Arc as StdArc;
+    use tokio_rustls::rustls::{self, pki_types::ServerName};
+
+    let certified = rcgen::generate_simple_self_signed(vec!["mx.test".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+    let acceptor = bouncegate::smtp::load_tls(&cert_path, &key_path).unwrap();
+    assert!(
+        bouncegate::smtp::load_tls(&key_path, &key_path).is_err(),
+        "a key is no certificate"
+    );
+
+    let sink = Arc::new(MemorySink::default());
+    let server = SmtpServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        sink.clone(),
+        SmtpLimits::default(),
+        "mx.test".into(),
+        Some(acceptor),
+    )
+    .await
+    .unwrap();
+    let handle = server.spawn();
+    let mut c = Client::connect(&handle).await;
+    assert!(c.command("EHLO c").await.contains("STARTTLS"));
+    assert!(c.command("STARTTLS").await.starts_with("220 2.0.0"));
+
+    let stream = c.reader.into_inner().reunite(c.writer).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(StdArc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(StdArc::new(config))
+        .connect(ServerName::try_from("mx.test").unwrap(), stream)
+        .await
+        .expect("TLS handshake");
+    let (read, mut write) = tokio::io::split(tls);
+    let mut read = BufReader::new(read);
+    let mut say = async |text: &str| {
+        write.write_all(text.as_bytes()).await.unwrap();
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            read.read_line(&mut line).await.unwrap();
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    };
+    let ehlo = say("EHLO c\r\n").await;
+    assert!(
+        ehlo.starts_with("250-mx.test") && !ehlo.contains("STARTTLS"),
+        "{ehlo}"
+    );
+    assert!(say("MAIL FROM:<>\r\n").await.starts_with("250"));
+    assert!(
+        say("RCPT TO:<fbl@bounces.example.org>\r\n")
+            .await
+            .starts_with("250")
+    );
+    assert!(say("DATA\r\n").await.starts_with("354"));
+    assert!(say("secret\r\n.\r\n").await.starts_with("250"));
+    assert_eq!(sink.messages.lock().unwrap()[0].data, b"secret\r\n");
+}
