@@ -4,7 +4,7 @@
 # and, in the same run, to smtp-sink (the do-nothing server: the practical limit of this machine).
 # Then opens 1,000 idle connections to bouncegate and reports its memory.
 #
-#   bench/inbound.sh            # MESSAGES=20000 SESSIONS=20 by default
+#   benches/inbound.sh            # MESSAGES=20000 SESSIONS=20 by default
 # Needs smtp-source/smtp-sink (Debian package postfix) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
