@@ -46,7 +46,7 @@ id = "acme"
 domains = ["acme.example"]
 TOML
 
-RUST_LOG=warn ./target/release/bouncegate --config "$work/bouncegate.toml" serve 2>"$work/serve.log" &
+RUST_LOG=warn ${PROFILE:-} ./target/release/bouncegate --config "$work/bouncegate.toml" serve 2>"$work/serve.log" &
 serve_pid=$!
 pids+=("$serve_pid")
 for _ in $(seq 1 100); do
