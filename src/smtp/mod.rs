@@ -5,7 +5,6 @@
 //! becomes the reply. Parsing is Stalwart's `smtp-proto`; every network input is bounded (line
 //! length, message size, recipients, time, connections).
 
-mod limits;
 mod replies;
 mod server;
 mod session;
@@ -14,7 +13,7 @@ mod tls;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use limits::SmtpLimits;
+pub use crate::config::SmtpLimits;
 pub use replies::Reply;
 pub use server::{ServerHandle, SmtpServer};
 pub use tls::{TlsError, load_tls};

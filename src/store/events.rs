@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Transaction};
 
-use super::{Store, StoreError, rows};
+use super::{StoreError, rows};
 use crate::model::{Timestamp, format_time};
 use crate::secret::AddressHash;
 
@@ -26,19 +26,6 @@ pub struct NewEvent {
     pub evidence_id: Option<i64>,
     pub source: Option<String>,
     pub note: Option<String>,
-}
-
-impl Store {
-    /// Logs one event on its own.
-    ///
-    /// # Errors
-    /// The database failed.
-    pub async fn record_event(&self, event: &NewEvent, now: Timestamp) -> Result<i64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let id = insert_event(&mut tx, event, now).await?;
-        tx.commit().await?;
-        Ok(id)
-    }
 }
 
 /// Logs an event inside a transaction.

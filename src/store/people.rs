@@ -184,21 +184,6 @@ impl Store {
         })
     }
 
-    /// When the address was erased, if it was.
-    ///
-    /// # Errors
-    /// The database failed.
-    pub async fn erasure_time(
-        &self,
-        address: &EmailAddress,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        let row = sqlx::query("SELECT erased_at FROM erasures WHERE address_hash = $1")
-            .bind(self.hash(address).as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| rows::time(&r, "erased_at")).transpose()
-    }
-
     /// Whether any table still holds this address in plain text (for erasure checks and tests).
     ///
     /// # Errors

@@ -1,3 +1,0 @@
-//! Limits per listener (configured under `[inbound.limits]`).
-
-pub use crate::config::SmtpLimits;
