@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::events::{NewEvent, insert_event};
+use super::suppressions::record_lift_event;
 use super::{Store, StoreError, rows};
 use crate::address::EmailAddress;
 use crate::model::{Channel, Scope, Timestamp, format_time};
@@ -80,7 +81,7 @@ impl Store {
                lift_note = 'lifted by the owner''s confirmed opt-in' \
              WHERE address_hash = $3 AND channel = $4 AND company = $5 AND ($6 = '' OR brand = $6) \
                AND reason IN ('unsubscribe', 'complaint') AND created_at < $7 AND lifted_at IS NULL \
-             RETURNING id, company, brand, reason",
+             RETURNING id, address, address_hash, company, brand, reason",
         )
         .bind(format_time(&now))
         .bind(consent_id)
@@ -92,20 +93,10 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let mut lifted = Vec::new();
+        let note = format!("consent {consent_id}");
         for row in &lifted_rows {
             lifted.push(rows::int(row, "id")?);
-            let event = NewEvent {
-                kind: "lift".into(),
-                address: Some(consent.address.as_given().to_string()),
-                address_hash: Some(hash.clone()),
-                company: rows::text(row, "company")?,
-                brand: rows::text(row, "brand")?,
-                reason: Some(rows::text(row, "reason")?),
-                source: Some("consent".into()),
-                note: Some(format!("consent {consent_id}")),
-                ..Default::default()
-            };
-            insert_event(&mut tx, &event, now).await?;
+            record_lift_event(&mut tx, row, now, "consent", Some(&note)).await?;
         }
         let event = NewEvent {
             kind: "consent".into(),

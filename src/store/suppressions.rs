@@ -4,8 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use futures_util::{Stream, StreamExt};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
+use super::events::{NewEvent, insert_event};
 use super::rows::{self, RecordRow, SUPPRESSION_COLUMNS, placeholders};
 use super::{Backend, Store, StoreError};
 use crate::address::EmailAddress;
@@ -398,26 +399,29 @@ async fn erased_among(
         .collect()
 }
 
-async fn record_lift_event(
+/// Logs the lifting of a suppression, from the row the lift returned (`address`,
+/// `address_hash`, `company`, `brand`, `reason`); staff lifts and consent lifts alike.
+pub(super) async fn record_lift_event(
     tx: &mut Transaction<'static, Any>,
     lifted: &AnyRow,
     now: Timestamp,
-    lifted_by: &str,
+    source: &str,
     note: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO events (occurred_at, kind, address, address_hash, company, brand, reason, source, note) \
-         VALUES ($1, 'lift', $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(format_time(&now))
-    .bind(lifted.try_get::<Option<String>, _>("address")?)
-    .bind(lifted.try_get::<String, _>("address_hash")?)
-    .bind(lifted.try_get::<String, _>("company")?)
-    .bind(lifted.try_get::<String, _>("brand")?)
-    .bind(lifted.try_get::<String, _>("reason")?)
-    .bind(lifted_by)
-    .bind(note)
-    .execute(&mut **tx)
-    .await?;
+    let event = NewEvent {
+        kind: "lift".into(),
+        address: rows::opt_text(lifted, "address")?,
+        address_hash: Some(AddressHash::from_stored(rows::text(
+            lifted,
+            "address_hash",
+        )?)),
+        company: rows::text(lifted, "company")?,
+        brand: rows::text(lifted, "brand")?,
+        reason: Some(rows::text(lifted, "reason")?),
+        source: Some(source.to_string()),
+        note: note.map(str::to_string),
+        ..NewEvent::default()
+    };
+    insert_event(tx, &event, now).await?;
     Ok(())
 }
