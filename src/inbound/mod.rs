@@ -335,14 +335,13 @@ impl InboundSink {
         now: Timestamp,
     ) -> Result<Vec<InboundEvent>, SinkError> {
         let kinds = [TokenKind::UnsubscribeBrand, TokenKind::UnsubscribeCompany];
-        let parsed_kind = self.keys.parse(token).ok().map(|t| t.kind);
-        let send = self.verified_send(token, &kinds, now).await?;
-        let target = send
+        let verified = self.verified_token(token, &kinds, now).await?;
+        let target = verified
             .as_ref()
-            .and_then(|s| s.address.as_deref())
+            .and_then(|(s, _)| s.address.as_deref())
             .and_then(|a| EmailAddress::parse(a).ok());
-        let scope = send.as_ref().map(|s| {
-            if parsed_kind == Some(TokenKind::UnsubscribeBrand) && !s.brand.is_empty() {
+        let scope = verified.as_ref().map(|(s, kind)| {
+            if *kind == TokenKind::UnsubscribeBrand && !s.brand.is_empty() {
                 Scope::Brand {
                     company: s.company.clone(),
                     brand: s.brand.clone(),
@@ -355,7 +354,7 @@ impl InboundSink {
             report,
             target,
             scope,
-            send.is_some(),
+            verified.is_some(),
             now,
         )])
     }
@@ -510,6 +509,19 @@ impl InboundSink {
         kinds: &[TokenKind],
         now: Timestamp,
     ) -> Result<Option<SendRecord>, SinkError> {
+        Ok(self
+            .verified_token(token, kinds, now)
+            .await?
+            .map(|(send, _)| send))
+    }
+
+    /// The send record a token names and the token's kind, if the token verifies.
+    async fn verified_token(
+        &self,
+        token: &str,
+        kinds: &[TokenKind],
+        now: Timestamp,
+    ) -> Result<Option<(SendRecord, TokenKind)>, SinkError> {
         let Ok(parsed) = self.keys.parse(token) else {
             return Ok(None);
         };
@@ -530,7 +542,7 @@ impl InboundSink {
             .keys
             .verify(&parsed, binding, now, max_age)
             .ok()
-            .map(|()| send))
+            .map(|()| (send, parsed.kind)))
     }
 
     /// A VERP token in the returned original's return path (bounces forwarded to the plain address).
