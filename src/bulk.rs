@@ -579,17 +579,14 @@ impl<W: Write, X: Write> Output<W, X> {
     }
 
     fn sendable(&mut self, entry: &Entry) -> Result<(), BulkError> {
+        // The output follows the input's format: CSV records go to the CSV writer, lines as they came.
         match (&mut self.sendable, entry) {
             (Sink::Csv(writer), Entry::Csv(record)) => writer.write_record(record)?,
-            (Sink::Csv(writer), Entry::Line(text)) => writer.write_record([text])?,
             (Sink::Plain(writer), Entry::Line(text)) => {
                 writer.write_all(text.as_bytes())?;
                 writer.write_all(b"\n")?;
             }
-            (Sink::Plain(writer), Entry::Csv(record)) => {
-                writer.write_all(record.iter().collect::<Vec<_>>().join(",").as_bytes())?;
-                writer.write_all(b"\n")?;
-            }
+            _ => unreachable!("the sink and the entries are made from the same detected format"),
         }
         Ok(())
     }
