@@ -293,7 +293,13 @@ impl Analyzer {
             let command = self
                 .rules
                 .command_in(&diagnostic)
-                .or_else(|| transcript_command(context, &finding.address));
+                .or_else(|| transcript_command(context, &finding.address))
+                // A DSN's own prose often names the stage ("in reply to RCPT TO command").
+                .or_else(|| {
+                    let prose = prose_diagnostic(context, &finding.address);
+                    self.rules.command_in(&prose)
+                })
+                .or(reply_code.map(|_| SmtpCommand::Unknown));
             command.map_or(reason, |c| self.rules.at_command(c, reason, status))
         };
         let status = status.unwrap_or_else(|| self.rules.pseudo_status(reason, permanent));

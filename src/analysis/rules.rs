@@ -62,6 +62,8 @@ pub enum SmtpCommand {
     Mail,
     Rcpt,
     Data,
+    /// A remote server's reply (it carries a reply code) whose command the bounce does not name.
+    Unknown,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,7 +72,7 @@ struct CommandOverride {
     command: SmtpCommand,
     reasons: Vec<BounceReason>,
     becomes: BounceReason,
-    /// Status codes (`X.N.N`) for which the override does not apply.
+    /// Status codes (`X.N.N`, or `X.N.*` for every detail) for which the override does not apply.
     #[serde(default)]
     unless_status: Vec<String>,
 }
@@ -108,7 +110,8 @@ pub struct BounceRules {
 #[derive(Debug, Clone)]
 struct StageOverride {
     becomes: BounceReason,
-    unless: Vec<(u16, u16)>,
+    /// `(subject, detail)`; a detail of `None` stands for every detail.
+    unless: Vec<(u16, Option<u16>)>,
 }
 
 impl BounceRules {
@@ -186,7 +189,11 @@ impl BounceRules {
                 let unless = o
                     .unless_status
                     .iter()
-                    .map(|key| status_key(origin, key))
+                    .map(|key| match key.strip_suffix(".*") {
+                        Some(subject) => status_key(origin, &format!("{subject}.0"))
+                            .map(|(subject, _)| (subject, None)),
+                        None => status_key(origin, key).map(|(s, d)| (s, Some(d))),
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 for reason in &o.reasons {
                     rules
@@ -255,7 +262,13 @@ impl BounceRules {
         status: Option<StatusCode>,
     ) -> BounceReason {
         match self.command_overrides.get(&(command, reason)) {
-            Some(o) if !status.is_some_and(|s| o.unless.contains(&(s.subject, s.detail))) => {
+            Some(o)
+                if !status.is_some_and(|s| {
+                    o.unless
+                        .iter()
+                        .any(|&(subject, detail)| subject == s.subject && detail.is_none_or(|d| d == s.detail))
+                }) =>
+            {
                 o.becomes
             }
             _ => reason,
