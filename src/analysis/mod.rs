@@ -29,6 +29,8 @@ use mime::MailParts;
 /// Bytes of a mail that are analysed; bounce information sits at the start, and a multi-megabyte
 /// tail is the returned original.
 pub const MAX_ANALYZED: usize = 4 << 20;
+/// Bytes of a bounce's own text that the rules read when a recipient's lines say nothing.
+const MAX_CONTEXT_RULE_TEXT: usize = 8 * 1024;
 /// How deep a forwarded report is unwrapped.
 const MAX_FORWARD_DEPTH: usize = 3;
 
@@ -269,10 +271,12 @@ impl Analyzer {
             // bounce's overall text may.
             let vague = status.is_none_or(|s| s.detail == 0 && self.rules.decisive(s).is_none());
             if from_text.is_none() && (diagnostic.is_empty() || vague) {
-                let overall = prose::clean(context);
+                // The bounce's own words, not the original it quotes; long enough for prose in
+                // scripts that take several bytes a character.
+                let overall = prose::clean_within(prose::findings(context), MAX_CONTEXT_RULE_TEXT);
                 from_text = self.rules.match_text(&rule_text(&overall));
                 if from_text.is_some() && diagnostic.is_empty() {
-                    diagnostic = overall;
+                    diagnostic = prose::clean(&overall);
                 }
             }
             let mut reason = status
@@ -302,7 +306,15 @@ impl Analyzer {
                 .or(reply_code.map(|_| SmtpCommand::Unknown));
             command.map_or(reason, |c| self.rules.at_command(c, reason, status))
         };
-        let status = status.unwrap_or_else(|| self.rules.pseudo_status(reason, permanent));
+        // Without a status code, the pseudo-code's class follows the reply code, else what the
+        // text says of itself ("temporary", "persistent"), else whether delivery goes on.
+        let status = status.unwrap_or_else(|| {
+            let temporary = reply_code.map_or_else(
+                || says_temporary(&diagnostic) || action == "delayed",
+                |c| c < 500,
+            );
+            self.rules.pseudo_status(reason, !temporary)
+        });
         RecipientReport {
             address: finding.address,
             action,
@@ -441,6 +453,20 @@ fn choose_status(field: Option<StatusCode>, diagnostic: &str) -> Option<StatusCo
         (None, Some(f)) => Some(f),
         (None, None) => StatusCode::find(diagnostic),
     }
+}
+
+/// A diagnostic that calls the failure temporary, or gives up retrying one.
+fn says_temporary(diagnostic: &str) -> bool {
+    let lower = diagnostic.to_ascii_lowercase();
+    [
+        "temporar",
+        "persistent",
+        "will be retried",
+        "retry timeout exceeded",
+        "failing for a long time",
+    ]
+    .iter()
+    .any(|phrase| lower.contains(phrase))
 }
 
 /// In a session transcript (`>>> DATA` / `<<< 550 … <address>…`), the command the recipient's

@@ -137,15 +137,21 @@ pub fn transcript_lines(text: &str, address: &str) -> String {
     clean(&out)
 }
 
-/// Collapses white space and trims the punctuation left around a removed address.
+/// Collapses white space and trims the punctuation left around a removed address; keeps at
+/// most [`MAX_DIAGNOSTIC`] bytes.
 pub fn clean(text: &str) -> String {
+    clean_within(text, MAX_DIAGNOSTIC)
+}
+
+/// [`clean`], keeping at most `limit` bytes.
+pub fn clean_within(text: &str, limit: usize) -> String {
     let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let trimmed = joined.trim_matches(|c: char| {
         c == '<' || c == '>' || c == ':' || c == ',' || c == ';' || c == '"' || c.is_whitespace()
     });
     let mut out = trimmed.replace("<>", "").replace("< >", "");
-    if out.len() > MAX_DIAGNOSTIC {
-        let mut end = MAX_DIAGNOSTIC;
+    if out.len() > limit {
+        let mut end = limit;
         while !out.is_char_boundary(end) {
             end -= 1;
         }
