@@ -530,10 +530,14 @@ fn kind_of(recipients: &[RecipientReport]) -> ReportKind {
 
 /// What the human-readable part says about `address`, for DSNs without a diagnostic.
 fn prose_diagnostic(text: &str, address: &str) -> String {
-    let exclude = |a: &str| !a.eq_ignore_ascii_case(address);
-    prose::recipients(text, &exclude)
+    // Every address starts a block, so the next recipient's line ends this one's; when the
+    // address never starts a line of its own, the first line that names it.
+    let own_block = prose::recipients(text, &|_| false)
         .into_iter()
-        .next()
+        .find(|r| r.address.eq_ignore_ascii_case(address));
+    let exclude = |a: &str| !a.eq_ignore_ascii_case(address);
+    own_block
+        .or_else(|| prose::recipients(text, &exclude).into_iter().next())
         .map(|r| r.diagnostic)
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| prose::transcript_lines(text, address))
