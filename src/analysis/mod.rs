@@ -209,6 +209,20 @@ impl Analyzer {
                 .collect();
         }
         if found.is_empty() {
+            // A mail to oneself bounces to its own sender: look again, passing over only the
+            // bounce's own author and system addresses.
+            let author: Vec<String> = message
+                .from()
+                .into_iter()
+                .flat_map(|list| list.iter().filter_map(|a| a.address()))
+                .map(str::to_ascii_lowercase)
+                .collect();
+            found = prose::recipients(&parts.human_text, &|address: &str| {
+                let lower = address.to_ascii_lowercase();
+                author.contains(&lower) || is_system_address(&lower)
+            });
+        }
+        if found.is_empty() {
             return Report::other("a bounce, but no failed recipient could be found");
         }
         let recipients: Vec<RecipientReport> = found
