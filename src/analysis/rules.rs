@@ -264,9 +264,9 @@ impl BounceRules {
         match self.command_overrides.get(&(command, reason)) {
             Some(o)
                 if !status.is_some_and(|s| {
-                    o.unless
-                        .iter()
-                        .any(|&(subject, detail)| subject == s.subject && detail.is_none_or(|d| d == s.detail))
+                    o.unless.iter().any(|&(subject, detail)| {
+                        subject == s.subject && detail.is_none_or(|d| d == s.detail)
+                    })
                 }) =>
             {
                 o.becomes

@@ -63,8 +63,9 @@ impl fmt::Display for StatusCode {
 
 /// The first SMTP reply code in a diagnostic (`550`, `421-…`).
 pub fn find_reply_code(text: &str) -> Option<u16> {
-    static REPLY: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?:^|[^\w.#-])([245][0-5][0-9])(?:[ ,:-]|$)").expect("valid"));
+    static REPLY: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:^|[^\w.#-])([245][0-5][0-9])(?:[ ,:-]|$)").expect("valid")
+    });
     REPLY.captures_iter(text).find_map(|c| {
         let code: u16 = c[1].parse().ok()?;
         // 2xx only as a reply, never as a number in prose (port 25, "250 messages").

@@ -6,7 +6,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::Timestamp;
-use crate::store::{InboundEvent, InboundRecord, NewEvidence, Store};
+use crate::store::{InboundEvent, InboundRecord, NewEvidence, Store, StoreError};
 
 /// Most mails in one transaction.
 const MAX_BATCH: usize = 256;
@@ -46,10 +46,21 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    /// Starts the writer task (needs a Tokio runtime).
+    /// Starts the writer: on a SQLite file a thread of its own that writes in place (no thread
+    /// hop per statement), elsewhere a task (needs a Tokio runtime either way for the queue).
     pub fn start(store: Store) -> Self {
         let (queue, receiver) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_loop(store, receiver));
+        if store.writes_inbound_in_place() {
+            let spawned = std::thread::Builder::new()
+                .name("inbound-writer".into())
+                .spawn(move || write_loop_in_place(&store, receiver));
+            if let Err(error) = spawned {
+                // Without its writer the queue closes and every mail gets a 451.
+                tracing::error!(%error, "cannot start the inbound writer thread");
+            }
+        } else {
+            tokio::spawn(write_loop(store, receiver));
+        }
         Self { queue }
     }
 
@@ -69,38 +80,84 @@ impl Committer {
     }
 }
 
-async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(PendingMail, Reply)>) {
-    while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+type Batch = Vec<(PendingMail, Reply)>;
+
+/// The first mail and every other one already waiting, up to [`MAX_BATCH`].
+fn fill(first: (PendingMail, Reply), receiver: &mut mpsc::Receiver<(PendingMail, Reply)>) -> Batch {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Answers every session of a written batch; a failed batch of several is written again one
+/// mail at a time (`write_one`), so one bad mail cannot fail the others.
+fn answer(
+    batch: Batch,
+    result: Result<(), StoreError>,
+    mut write_one: impl FnMut(&PendingMail) -> Result<(), StoreError>,
+) {
+    match result {
+        Ok(()) => {
+            for (_, reply) in batch {
+                let _ = reply.send(Ok(()));
             }
         }
-        let now = chrono::Utc::now();
-        let result = {
-            let records: Vec<InboundRecord<'_>> =
-                batch.iter().map(|(mail, _)| mail.record()).collect();
-            store.record_inbound_many(&records, now).await.map(|_| ())
-        };
-        match result {
-            Ok(()) => {
-                for (_, reply) in batch {
-                    let _ = reply.send(Ok(()));
-                }
-            }
-            Err(error) if batch.len() == 1 => {
-                let (_, reply) = batch.pop().expect("one");
+        Err(error) if batch.len() == 1 => {
+            for (_, reply) in batch {
                 let _ = reply.send(Err(error.to_string()));
             }
-            Err(error) => {
-                tracing::warn!(%error, mails = batch.len(), "group commit failed; writing one at a time");
-                for (mail, reply) in batch {
-                    let result = store.record_inbound(&mail.record(), now).await;
-                    let _ = reply.send(result.map(|_| ()).map_err(|e| e.to_string()));
-                }
+        }
+        Err(error) => {
+            tracing::warn!(%error, mails = batch.len(), "group commit failed; writing one at a time");
+            for (mail, reply) in batch {
+                let _ = reply.send(write_one(&mail).map_err(|e| e.to_string()));
             }
         }
+    }
+}
+
+fn records(batch: &Batch) -> Vec<InboundRecord<'_>> {
+    batch.iter().map(|(mail, _)| mail.record()).collect()
+}
+
+async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(PendingMail, Reply)>) {
+    while let Some(first) = receiver.recv().await {
+        let batch = fill(first, &mut receiver);
+        let now = chrono::Utc::now();
+        let result = store
+            .record_inbound_many(&records(&batch), now)
+            .await
+            .map(|_| ());
+        if result.is_err() && batch.len() > 1 {
+            // Written again one at a time, each in its own transaction.
+            let mut results = Vec::with_capacity(batch.len());
+            for (mail, _) in &batch {
+                results.push(store.record_inbound(&mail.record(), now).await.map(|_| ()));
+            }
+            let mut results = results.into_iter();
+            answer(batch, result, |_| results.next().unwrap_or(Ok(())));
+        } else {
+            answer(batch, result, |_| Ok(()));
+        }
+    }
+}
+
+fn write_loop_in_place(store: &Store, mut receiver: mpsc::Receiver<(PendingMail, Reply)>) {
+    while let Some(first) = receiver.blocking_recv() {
+        let batch = fill(first, &mut receiver);
+        let now = chrono::Utc::now();
+        let result = store
+            .record_inbound_many_blocking(&records(&batch), now)
+            .map(|_| ());
+        answer(batch, result, |mail| {
+            store
+                .record_inbound_many_blocking(std::slice::from_ref(&mail.record()), now)
+                .map(|_| ())
+        });
     }
 }

@@ -28,36 +28,37 @@ pub struct NewEvent {
     pub note: Option<String>,
 }
 
+/// Logs an event; `$1`…`$16` as bound by both write paths. An erased address keeps only its hash.
+pub(super) const INSERT_EVENT: &str = "INSERT INTO events (occurred_at, kind, address, address_hash, company, brand, reason, class, status, \
+       reply_code, diagnostic, message_id, verified, evidence_id, source, note) \
+     VALUES ($1, $2, \
+       CASE WHEN EXISTS (SELECT 1 FROM erasures WHERE address_hash = $4) THEN NULL ELSE $3 END, \
+       $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id";
+
 /// Logs an event inside a transaction.
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'static, Any>,
     event: &NewEvent,
     now: Timestamp,
 ) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO events (occurred_at, kind, address, address_hash, company, brand, reason, class, status, \
-           reply_code, diagnostic, message_id, verified, evidence_id, source, note) \
-         VALUES ($1, $2, \
-           CASE WHEN EXISTS (SELECT 1 FROM erasures WHERE address_hash = $4) THEN NULL ELSE $3 END, \
-           $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
-    )
-    .bind(format_time(&event.occurred_at.unwrap_or(now)))
-    .bind(&event.kind)
-    .bind(event.address.as_deref())
-    .bind(event.address_hash.as_ref().map(AddressHash::as_str))
-    .bind(&event.company)
-    .bind(&event.brand)
-    .bind(event.reason.as_deref())
-    .bind(event.class.as_deref())
-    .bind(event.status.as_deref())
-    .bind(event.reply_code.as_deref())
-    .bind(event.diagnostic.as_deref())
-    .bind(event.message_id.as_deref())
-    .bind(i64::from(event.verified))
-    .bind(event.evidence_id)
-    .bind(event.source.as_deref())
-    .bind(event.note.as_deref())
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = sqlx::query(INSERT_EVENT)
+        .bind(format_time(&event.occurred_at.unwrap_or(now)))
+        .bind(&event.kind)
+        .bind(event.address.as_deref())
+        .bind(event.address_hash.as_ref().map(AddressHash::as_str))
+        .bind(&event.company)
+        .bind(&event.brand)
+        .bind(event.reason.as_deref())
+        .bind(event.class.as_deref())
+        .bind(event.status.as_deref())
+        .bind(event.reply_code.as_deref())
+        .bind(event.diagnostic.as_deref())
+        .bind(event.message_id.as_deref())
+        .bind(i64::from(event.verified))
+        .bind(event.evidence_id)
+        .bind(event.source.as_deref())
+        .bind(event.note.as_deref())
+        .fetch_one(&mut **tx)
+        .await?;
     rows::int(&row, "id")
 }

@@ -74,24 +74,37 @@ impl Store {
 }
 
 /// Stores evidence inside a transaction.
+/// Stores the raw bytes with their envelope; `$1`…`$8` as bound by both write paths.
+pub(super) const INSERT_EVIDENCE: &str = "INSERT INTO evidence (received_at, sha256, size, raw, mail_from, rcpt_to, helo, peer_ip) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+
+impl NewEvidence<'_> {
+    /// The stored receipt time, SHA-256 (hex) and size.
+    pub(super) fn computed(&self, now: Timestamp) -> (String, String, i64) {
+        (
+            format_time(&self.received_at.unwrap_or(now)),
+            hex::encode(Sha256::digest(self.raw)),
+            i64::try_from(self.raw.len()).unwrap_or(i64::MAX),
+        )
+    }
+}
+
 pub(crate) async fn insert_evidence(
     tx: &mut Transaction<'static, Any>,
     evidence: &NewEvidence<'_>,
     now: Timestamp,
 ) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO evidence (received_at, sha256, size, raw, mail_from, rcpt_to, helo, peer_ip) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(format_time(&evidence.received_at.unwrap_or(now)))
-    .bind(hex::encode(Sha256::digest(evidence.raw)))
-    .bind(i64::try_from(evidence.raw.len()).unwrap_or(i64::MAX))
-    .bind(evidence.raw.to_vec())
-    .bind(evidence.mail_from)
-    .bind(evidence.rcpt_to)
-    .bind(evidence.helo)
-    .bind(evidence.peer_ip)
-    .fetch_one(&mut **tx)
-    .await?;
+    let (received_at, sha256, size) = evidence.computed(now);
+    let row = sqlx::query(INSERT_EVIDENCE)
+        .bind(received_at)
+        .bind(sha256)
+        .bind(size)
+        .bind(evidence.raw.to_vec())
+        .bind(evidence.mail_from)
+        .bind(evidence.rcpt_to)
+        .bind(evidence.helo)
+        .bind(evidence.peer_ip)
+        .fetch_one(&mut **tx)
+        .await?;
     rows::int(&row, "id")
 }

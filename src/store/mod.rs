@@ -12,6 +12,7 @@ mod people;
 mod rows;
 mod sends;
 mod sqlite_reader;
+mod sqlite_writer;
 mod suppressions;
 
 use std::path::Path;
@@ -54,6 +55,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database error (SQLite read): {0}")]
     SqliteRead(#[from] rusqlite::Error),
+    #[error("the store is closed")]
+    Closed,
     #[error("the database holds a value this version does not understand: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -76,6 +79,8 @@ pub struct Store {
     hasher: AddressHasher,
     /// Direct reads for decisions on a SQLite file (see `sqlite_reader`).
     sqlite_reader: Option<std::sync::Arc<sqlite_reader::SqliteReader>>,
+    /// The received-mail writer on a SQLite file (see `sqlite_writer`).
+    sqlite_writer: Option<std::sync::Arc<sqlite_writer::SqliteWriter>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -127,7 +132,10 @@ impl Store {
         let secret = load_or_create_secret(&pool).await?;
         Ok(Store {
             sqlite_reader: sqlite_file
-                .map(|path| std::sync::Arc::new(sqlite_reader::SqliteReader::new(&path))),
+                .as_ref()
+                .map(|path| std::sync::Arc::new(sqlite_reader::SqliteReader::new(path))),
+            sqlite_writer: sqlite_file
+                .map(|path| std::sync::Arc::new(sqlite_writer::SqliteWriter::new(&path))),
             hasher: secret.address_hasher(),
             pool,
             backend,
@@ -157,6 +165,9 @@ impl Store {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close();
+        }
         self.pool.close().await;
     }
 

@@ -110,18 +110,15 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let hash = self.hash(&new.address);
         let (company, brand) = new.scope.columns();
-        let row = sqlx::query(
-            "SELECT id FROM suppressions WHERE address_hash = $1 AND channel = $2 AND company = $3 \
-             AND brand = $4 AND reason = $5 AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > $6)",
-        )
-        .bind(hash.as_str())
-        .bind(new.channel.as_str())
-        .bind(company)
-        .bind(brand)
-        .bind(new.reason.as_str())
-        .bind(format_time(&now))
-        .fetch_optional(&mut **tx)
-        .await?;
+        let row = sqlx::query(IN_FORCE)
+            .bind(hash.as_str())
+            .bind(new.channel.as_str())
+            .bind(company)
+            .bind(brand)
+            .bind(new.reason.as_str())
+            .bind(format_time(&now))
+            .fetch_optional(&mut **tx)
+            .await?;
         row.map(|r| rows::int(&r, "id")).transpose()
     }
 
@@ -288,6 +285,37 @@ pub(super) fn add_record_row(
 }
 
 /// Columns written for a new suppression, in the order `bind_suppression` binds them.
+/// The same suppression in force: `$1` hash, `$2` channel, `$3` company, `$4` brand, `$5` reason,
+/// `$6` now.
+pub(super) const IN_FORCE: &str = "SELECT id FROM suppressions WHERE address_hash = $1 AND channel = $2 \
+     AND company = $3 AND brand = $4 AND reason = $5 AND lifted_at IS NULL \
+     AND (expires_at IS NULL OR expires_at > $6)";
+
+/// One suppression unless the same is in force (then no row): `$1`…`$12` in [`INSERT_COLUMNS`] order.
+pub(super) fn insert_one_sql() -> String {
+    format!(
+        "INSERT INTO suppressions ({INSERT_COLUMNS}) VALUES ({}) {ON_CONFLICT} RETURNING id",
+        placeholders(1, INSERT_WIDTH)
+    )
+}
+
+/// Lifts expired suppressions of `n` addresses: `$1` now, `$2`… the hashes.
+pub(super) fn expire_due_sql(n: usize) -> String {
+    format!(
+        "UPDATE suppressions SET lifted_at = $1, lifted_by = 'expiry', lift_note = 'expired' \
+         WHERE lifted_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1 AND address_hash IN ({})",
+        placeholders(2, n)
+    )
+}
+
+/// Which of `n` hashes (`$1`…) belong to erased addresses.
+pub(super) fn erased_among_sql(n: usize) -> String {
+    format!(
+        "SELECT address_hash FROM erasures WHERE address_hash IN ({})",
+        placeholders(1, n)
+    )
+}
+
 const INSERT_COLUMNS: &str = "address, address_hash, channel, company, brand, reason, source, note, \
      created_at, expires_at, evidence_id, event_id";
 const INSERT_WIDTH: usize = 12;
@@ -352,10 +380,7 @@ async fn insert(
     hash: &AddressHash,
     erased: bool,
 ) -> Result<Option<i64>, StoreError> {
-    let sql = format!(
-        "INSERT INTO suppressions ({INSERT_COLUMNS}) VALUES ({}) {ON_CONFLICT} RETURNING id",
-        placeholders(1, INSERT_WIDTH)
-    );
+    let sql = insert_one_sql();
     let row = bind_suppression(sqlx::query(&sql), new, hash, erased)
         .fetch_optional(&mut **tx)
         .await?;
@@ -368,11 +393,7 @@ async fn expire_due(
     hashes: &[AddressHash],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let sql = format!(
-        "UPDATE suppressions SET lifted_at = $1, lifted_by = 'expiry', lift_note = 'expired' \
-         WHERE lifted_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1 AND address_hash IN ({})",
-        placeholders(2, hashes.len())
-    );
+    let sql = expire_due_sql(hashes.len());
     let mut query = sqlx::query(&sql).bind(format_time(&now));
     for hash in hashes {
         query = query.bind(hash.as_str());
@@ -385,10 +406,7 @@ async fn erased_among(
     tx: &mut Transaction<'static, Any>,
     hashes: &[AddressHash],
 ) -> Result<HashSet<AddressHash>, StoreError> {
-    let sql = format!(
-        "SELECT address_hash FROM erasures WHERE address_hash IN ({})",
-        placeholders(1, hashes.len())
-    );
+    let sql = erased_among_sql(hashes.len());
     let mut query = sqlx::query(&sql);
     for hash in hashes {
         query = query.bind(hash.as_str());
