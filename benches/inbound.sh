@@ -4,12 +4,14 @@
 # and, in the same run, to smtp-sink (the do-nothing server: the practical limit of this machine).
 # Then opens 1,000 idle connections to bouncegate and reports its memory.
 #
-#   benches/inbound.sh            # MESSAGES=20000 SESSIONS=20 by default
+#   benches/inbound.sh            # MESSAGES=20000 SESSIONS=20 RUNS=1 by default
+#   RUNS=3 benches/inbound.sh     # three runs in a row (each sink, then bouncegate)
 # Needs smtp-source/smtp-sink (Debian package postfix) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MESSAGES=${MESSAGES:-20000}
 SESSIONS=${SESSIONS:-20}
+RUNS=${RUNS:-1}
 PORT=${PORT:-25250}
 SINK_PORT=$((PORT + 1))
 
@@ -66,15 +68,26 @@ rate() { # name port
   python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'{sys.argv[3]:<12} {int(sys.argv[4])} mails in {s:.2f} s = {int(sys.argv[4])/s:,.0f} mails/s')" "$start" "$end" "$1" "$MESSAGES"
 }
 
+# The server's own CPU time (user + system), steadier than the rate on a shared 2-core machine.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$serve_pid/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
+
 echo "smtp-source: $MESSAGES DSNs of $(wc -c <"$work/dsn.eml") bytes, $SESSIONS sessions, a new connection per mail"
-rate smtp-sink "$SINK_PORT"
-rate bouncegate "$PORT"
+for run in $(seq 1 "$RUNS"); do
+  [ "$RUNS" -gt 1 ] && echo "run $run of $RUNS"
+  rate smtp-sink "$SINK_PORT"
+  before_cpu=$(cpu_ticks)
+  rate bouncegate "$PORT"
+  after_cpu=$(cpu_ticks)
+  python3 -c "import sys; t=(int(sys.argv[2])-int(sys.argv[1]))/int(sys.argv[3]); print(f'bouncegate CPU: {t:.2f} s, {1e6*t/int(sys.argv[4]):,.0f} µs per mail')" \
+    "$before_cpu" "$after_cpu" "$ticks_per_second" "$MESSAGES"
+done
 python3 - "$work/bouncegate.db" "$MESSAGES" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 evidence = db.execute("select count(*) from evidence").fetchone()[0]
 events = db.execute("select count(*) from events").fetchone()[0]
-print(f"stored: {evidence} evidence rows, {events} events (sent {sys.argv[2]})")
+print(f"stored: {evidence} evidence rows, {events} events (sent {sys.argv[2]} per run)")
 PY
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$serve_pid/status"; }

@@ -285,12 +285,18 @@ impl Analyzer {
             // bounce's overall text may.
             let vague = status.is_none_or(|s| s.detail == 0 && self.rules.decisive(s).is_none());
             if from_text.is_none() && (diagnostic.is_empty() || vague) {
-                // The bounce's own words, not the original it quotes; long enough for prose in
-                // scripts that take several bytes a character.
-                let overall = prose::clean_within(prose::findings(context), MAX_CONTEXT_RULE_TEXT);
+                // The bounce's own words, not the original it quotes: their start, then (prose in
+                // scripts of several bytes a character fills that quickly) more of them.
+                let own_words = prose::findings(context);
+                let mut overall = prose::clean(own_words);
                 from_text = self.rules.match_text(&rule_text(&overall));
+                if from_text.is_none() && own_words.len() > overall.len() {
+                    let wider = prose::clean_within(own_words, MAX_CONTEXT_RULE_TEXT);
+                    from_text = self.rules.match_text(&rule_text(&wider));
+                    overall = prose::clean(&wider);
+                }
                 if from_text.is_some() && diagnostic.is_empty() {
-                    diagnostic = prose::clean(&overall);
+                    diagnostic = overall;
                 }
             }
             let mut reason = status
@@ -308,17 +314,19 @@ impl Analyzer {
             if reason == BounceReason::HostUnknown && !permanent {
                 reason = BounceReason::NetworkError;
             }
-            let command = self
-                .rules
-                .command_in(&diagnostic)
-                .or_else(|| transcript_command(context, &finding.address))
-                // A DSN's own prose often names the stage ("in reply to RCPT TO command").
-                .or_else(|| {
-                    let prose = prose_diagnostic(context, &finding.address);
-                    self.rules.command_in(&prose)
-                })
-                .or(reply_code.map(|_| SmtpCommand::Unknown));
-            command.map_or(reason, |c| self.rules.at_command(c, reason, status))
+            if self.rules.depends_on_stage(reason) {
+                let command = self
+                    .rules
+                    .command_in(&diagnostic)
+                    .or_else(|| transcript_command(context, &finding.address))
+                    // A DSN's own prose often names the stage ("in reply to RCPT TO command").
+                    .or_else(|| self.stage_near(context, &finding.address))
+                    .or(reply_code.map(|_| SmtpCommand::Unknown));
+                if let Some(command) = command {
+                    reason = self.rules.at_command(command, reason, status);
+                }
+            }
+            reason
         };
         // Without a status code, the pseudo-code's class follows the reply code, else what the
         // text says of itself ("temporary", "persistent"), else whether delivery goes on.
@@ -340,6 +348,28 @@ impl Analyzer {
             remote_mta: finding.remote_mta.to_string(),
             feedback_type: None,
         }
+    }
+
+    /// The SMTP stage named in the lines that report `address` in the bounce's own text (before
+    /// the quoted original): the line naming it and those after it, up to a blank line.
+    fn stage_near(&self, context: &str, address: &str) -> Option<SmtpCommand> {
+        const WINDOW: usize = 4;
+        let address = address.to_ascii_lowercase();
+        let lines: Vec<&str> = prose::findings(context).lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.contains('@') || !line.to_ascii_lowercase().contains(&address) {
+                continue;
+            }
+            let window: Vec<&str> = lines[i..lines.len().min(i + WINDOW)]
+                .iter()
+                .take_while(|l| !l.trim().is_empty())
+                .copied()
+                .collect();
+            if let Some(command) = self.rules.command_in(&window.join(" ")) {
+                return Some(command);
+            }
+        }
+        None
     }
 
     /// An auto-reply; one that says the mailbox is gone is a (soft) bounce.

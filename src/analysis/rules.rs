@@ -254,6 +254,11 @@ impl BounceRules {
             .map(|(_, command)| command)
     }
 
+    /// Whether some SMTP stage changes `reason` (so the stage is worth looking for).
+    pub fn depends_on_stage(&self, reason: BounceReason) -> bool {
+        self.command_overrides.keys().any(|(_, r)| *r == reason)
+    }
+
     /// What `reason` (with this status) becomes when the failure answered `command`.
     pub fn at_command(
         &self,
