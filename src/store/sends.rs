@@ -1,8 +1,7 @@
 //! Send records: who got which message from which company and brand. Tokens name them; bounces
 //! that quote the original Message-ID find them.
 
-use sqlx::any::AnyRow;
-
+use super::rows::RecordRow;
 use super::{Store, StoreError, rows};
 use crate::address::EmailAddress;
 use crate::model::{MailClass, Timestamp, format_time};
@@ -32,9 +31,14 @@ pub struct SendRecord {
     pub sent_at: Timestamp,
 }
 
-const COLUMNS: &str = "id, address, address_hash, company, brand, message_id, sent_at";
+/// The send with id `$1`.
+pub(super) const BY_ID: &str = "SELECT id, address, address_hash, company, brand, message_id, sent_at FROM sends WHERE id = $1";
+/// The sends of message `$1`, in the order they were made.
+pub(super) const BY_MESSAGE: &str = "SELECT id, address, address_hash, company, brand, message_id, sent_at \
+     FROM sends WHERE message_id = $1 ORDER BY id";
 
-fn record(row: &AnyRow) -> Result<SendRecord, StoreError> {
+/// A send's row, read by either driver.
+pub(super) fn record(row: &impl RecordRow) -> Result<SendRecord, StoreError> {
     Ok(SendRecord {
         id: rows::int(row, "id")?,
         address: rows::opt_text(row, "address")?,
@@ -74,7 +78,10 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn send(&self, id: i64) -> Result<Option<SendRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sends WHERE id = $1"))
+        if let Some(reader) = &self.sqlite_reader {
+            return reader.send(id);
+        }
+        let row = sqlx::query(BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -89,12 +96,13 @@ impl Store {
         if message_id.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM sends WHERE message_id = $1 ORDER BY id"
-        ))
-        .bind(message_id)
-        .fetch_all(&self.pool)
-        .await?;
+        if let Some(reader) = &self.sqlite_reader {
+            return reader.sends_of_message(message_id);
+        }
+        let rows = sqlx::query(BY_MESSAGE)
+            .bind(message_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(record).collect()
     }
 }

@@ -1,4 +1,5 @@
-//! The SQLite read path for decisions: read-only rusqlite connections, queried in place.
+//! The SQLite read path for decisions and for the send records a received bounce is checked
+//! against: read-only rusqlite connections, queried in place.
 //!
 //! sqlx runs every SQLite statement on a worker thread; on this class of machine that hop alone
 //! costs ~100 µs at the median and ~250 µs at p99, more than a whole `check` may take. An indexed
@@ -12,6 +13,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags};
 
 use super::StoreError;
+use super::sends::{self, SendRecord};
 use super::suppressions::{add_record_row, records_query};
 use crate::model::AddressRecords;
 use crate::secret::AddressHash;
@@ -66,6 +68,26 @@ impl SqliteReader {
                 add_record_row(&mut records, row)?;
             }
             Ok(records)
+        })
+    }
+
+    pub(super) fn send(&self, id: i64) -> Result<Option<SendRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let mut statement = connection.prepare_cached(sends::BY_ID)?;
+            let mut rows = statement.query([id])?;
+            rows.next()?.map(|row| sends::record(row)).transpose()
+        })
+    }
+
+    pub(super) fn sends_of_message(&self, message_id: &str) -> Result<Vec<SendRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let mut statement = connection.prepare_cached(sends::BY_MESSAGE)?;
+            let mut rows = statement.query([message_id])?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next()? {
+                found.push(sends::record(row)?);
+            }
+            Ok(found)
         })
     }
 
