@@ -75,7 +75,7 @@ impl SqliteReader {
         self.with_connection(|connection| {
             let mut statement = connection.prepare_cached(sends::BY_ID)?;
             let mut rows = statement.query([id])?;
-            rows.next()?.map(|row| sends::record(row)).transpose()
+            rows.next()?.map(sends::record).transpose()
         })
     }
 
