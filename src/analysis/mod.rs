@@ -260,8 +260,9 @@ impl Analyzer {
     /// Reason, status and class for one recipient; `context` is the bounce's readable text.
     fn classify(&self, finding: Finding<'_>, context: &str) -> RecipientReport {
         let mut diagnostic = prose::clean(finding.diagnostic);
-        let status = choose_status(finding.status.and_then(StatusCode::parse), &diagnostic);
-        let reply_code = status::find_reply_code(&diagnostic);
+        let mut status = choose_status(finding.status.and_then(StatusCode::parse), &diagnostic);
+        let mut reply_code = status::find_reply_code(&diagnostic);
+        let mut from_overall = false;
         let action = finding.action.map(str::to_string).unwrap_or_else(|| {
             if status.is_some_and(|s| s.class == 4) || reply_code.is_some_and(|c| c < 500) {
                 "delayed".into()
@@ -297,6 +298,7 @@ impl Analyzer {
                 }
                 if from_text.is_some() && diagnostic.is_empty() {
                     diagnostic = overall;
+                    from_overall = true;
                 }
             }
             let mut reason = status
@@ -330,6 +332,11 @@ impl Analyzer {
         };
         // Without a status code, the pseudo-code's class follows the reply code, else what the
         // text says of itself ("temporary", "persistent"), else whether delivery goes on.
+        // The bounce's own words stood in for the recipient's: what codes they give are its.
+        if from_overall {
+            status = status.or_else(|| choose_status(None, &diagnostic));
+            reply_code = reply_code.or_else(|| status::find_reply_code(&diagnostic));
+        }
         let status = status.unwrap_or_else(|| {
             let temporary = reply_code.map_or_else(
                 || says_temporary(&diagnostic) || action == "delayed",
