@@ -151,6 +151,13 @@ impl Analyzer {
                         status: r.status.as_deref(),
                         diagnostic: &diagnostic,
                         remote_mta: r.remote_mta.as_deref().unwrap_or(""),
+                        local_mailer: r.fields.iter().any(|(name, value)| {
+                            name == "diagnostic-code"
+                                && value
+                                    .trim_start()
+                                    .to_ascii_lowercase()
+                                    .starts_with("x-unix")
+                        }),
                     },
                     &parts.human_text,
                 )
@@ -244,6 +251,7 @@ impl Analyzer {
                         status: None,
                         diagnostic: &diagnostic,
                         remote_mta: "",
+                        local_mailer: false,
                     },
                     &parts.human_text,
                 )
@@ -285,6 +293,11 @@ impl Analyzer {
             // Codes like X.N.0 say little: when the recipient's own lines match no rule, the
             // bounce's overall text may.
             let vague = status.is_none_or(|s| s.detail == 0 && self.rules.decisive(s).is_none());
+            // A local program's exit status (`X-Unix`) that no rule explains: the mailer failed.
+            let mailer_failed = finding.local_mailer && from_text.is_none() && vague;
+            if mailer_failed {
+                from_text = Some(BounceReason::MailerError);
+            }
             if from_text.is_none() && (diagnostic.is_empty() || vague) {
                 // The bounce's own words, not the original it quotes: their start, then (prose in
                 // scripts of several bytes a character fills that quickly) more of them.
@@ -396,6 +409,7 @@ impl Analyzer {
                     status: None,
                     diagnostic: &text,
                     remote_mta: "",
+                    local_mailer: false,
                 },
                 "",
             );
@@ -440,6 +454,7 @@ impl Analyzer {
                         status: r.status.as_deref(),
                         diagnostic: &r.diagnostic,
                         remote_mta: "",
+                        local_mailer: false,
                     },
                     "",
                 )
@@ -562,6 +577,8 @@ struct Finding<'a> {
     status: Option<&'a str>,
     diagnostic: &'a str,
     remote_mta: &'a str,
+    /// The DSN's Diagnostic-Code is of type `X-Unix`: a local delivery program's exit status.
+    local_mailer: bool,
 }
 
 fn kind_of(recipients: &[RecipientReport]) -> ReportKind {
