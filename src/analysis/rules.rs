@@ -222,7 +222,7 @@ impl BounceRules {
         // `\b` makes it fall back to the much slower PikeVM on any non-ASCII text); the text is
         // lower-cased before matching, and non-ASCII literals still match their UTF-8 bytes.
         rules.set = RegexSetBuilder::new(&patterns)
-            .case_insensitive(true)
+            .case_insensitive(patterns.iter().any(|p| has_upper_case_literal(p)))
             .unicode(false)
             .size_limit(64 << 20)
             .dfa_size_limit(64 << 20)
@@ -299,6 +299,24 @@ impl BounceRules {
             detail,
         }
     }
+}
+
+/// Whether a pattern has an upper-case letter that is not part of an escape (`\\D`, `\\S`, …).
+/// The text is lower-cased before matching, so all-lower-case patterns need no case folding,
+/// which would double the byte classes the DFA tracks; an operator's pattern written with
+/// capitals still matches, with folding on.
+fn has_upper_case_literal(pattern: &str) -> bool {
+    let mut escaped = false;
+    for c in pattern.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c.is_uppercase() {
+            return true;
+        }
+    }
+    false
 }
 
 fn parse(origin: &str, text: &str) -> Result<RulesFile, RulesError> {
