@@ -10,8 +10,8 @@ use bouncegate::analysis::{Analyzer, BounceClass};
 
 /// Agreement the analyser must keep (fractions of all labelled recipients).
 const MIN_HARD_SOFT: f64 = 0.97;
-const MIN_REASON: f64 = 0.90;
-const MIN_STATUS: f64 = 0.92;
+const MIN_REASON: f64 = 0.915;
+const MIN_STATUS: f64 = 0.93;
 
 fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("BOUNCEGATE_CORPUS")
