@@ -94,30 +94,24 @@ fn fill(first: (PendingMail, Reply), receiver: &mut mpsc::Receiver<(PendingMail,
     batch
 }
 
-/// Answers every session of a written batch; a failed batch of several is written again one
-/// mail at a time (`write_one`), so one bad mail cannot fail the others.
-fn answer(
-    batch: Batch,
-    result: Result<(), StoreError>,
-    mut write_one: impl FnMut(&PendingMail) -> Result<(), StoreError>,
-) {
+/// What each session of a batch is told, given how writing the batch went: every one the same,
+/// or, when a batch of several failed, `None`: its mails are then written again one at a time, so
+/// one bad mail cannot fail the others.
+fn settled(batch: &Batch, result: Result<(), StoreError>) -> Option<Vec<Result<(), String>>> {
     match result {
-        Ok(()) => {
-            for (_, reply) in batch {
-                let _ = reply.send(Ok(()));
-            }
-        }
-        Err(error) if batch.len() == 1 => {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(error.to_string()));
-            }
-        }
+        Ok(()) => Some(vec![Ok(()); batch.len()]),
+        Err(error) if batch.len() == 1 => Some(vec![Err(error.to_string())]),
         Err(error) => {
             tracing::warn!(%error, mails = batch.len(), "group commit failed; writing one at a time");
-            for (mail, reply) in batch {
-                let _ = reply.send(write_one(&mail).map_err(|e| e.to_string()));
-            }
+            None
         }
+    }
+}
+
+/// Sends each session its answer, in batch order.
+fn answer(batch: Batch, replies: Vec<Result<(), String>>) {
+    for ((_, reply), result) in batch.into_iter().zip(replies) {
+        let _ = reply.send(result);
     }
 }
 
@@ -129,21 +123,19 @@ async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(PendingMail, Rep
     while let Some(first) = receiver.recv().await {
         let batch = fill(first, &mut receiver);
         let now = chrono::Utc::now();
-        let result = store
-            .record_inbound_many(&records(&batch), now)
-            .await
-            .map(|_| ());
-        if result.is_err() && batch.len() > 1 {
-            // Written again one at a time, each in its own transaction.
-            let mut results = Vec::with_capacity(batch.len());
-            for (mail, _) in &batch {
-                results.push(store.record_inbound(&mail.record(), now).await.map(|_| ()));
+        let result = store.record_inbound_many(&records(&batch), now).await;
+        let replies = match settled(&batch, result.map(|_| ())) {
+            Some(replies) => replies,
+            None => {
+                let mut replies = Vec::with_capacity(batch.len());
+                for (mail, _) in &batch {
+                    let result = store.record_inbound(&mail.record(), now).await;
+                    replies.push(result.map(|_| ()).map_err(|e| e.to_string()));
+                }
+                replies
             }
-            let mut results = results.into_iter();
-            answer(batch, result, |_| results.next().unwrap_or(Ok(())));
-        } else {
-            answer(batch, result, |_| Ok(()));
-        }
+        };
+        answer(batch, replies);
     }
 }
 
@@ -151,13 +143,18 @@ fn write_loop_in_place(store: &Store, mut receiver: mpsc::Receiver<(PendingMail,
     while let Some(first) = receiver.blocking_recv() {
         let batch = fill(first, &mut receiver);
         let now = chrono::Utc::now();
-        let result = store
-            .record_inbound_many_blocking(&records(&batch), now)
-            .map(|_| ());
-        answer(batch, result, |mail| {
-            store
-                .record_inbound_many_blocking(std::slice::from_ref(&mail.record()), now)
-                .map(|_| ())
+        let result = store.record_inbound_many_blocking(&records(&batch), now);
+        let replies = settled(&batch, result.map(|_| ())).unwrap_or_else(|| {
+            batch
+                .iter()
+                .map(|(mail, _)| {
+                    store
+                        .record_inbound_many_blocking(std::slice::from_ref(&mail.record()), now)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
         });
+        answer(batch, replies);
     }
 }
