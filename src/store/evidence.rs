@@ -73,7 +73,6 @@ impl Store {
     }
 }
 
-/// Stores evidence inside a transaction.
 /// Stores the raw bytes with their envelope; `$1`…`$8` as bound by both write paths.
 pub(super) const INSERT_EVIDENCE: &str = "INSERT INTO evidence (received_at, sha256, size, raw, mail_from, rcpt_to, helo, peer_ip) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
@@ -89,6 +88,7 @@ impl NewEvidence<'_> {
     }
 }
 
+/// Stores evidence inside a transaction.
 pub(crate) async fn insert_evidence(
     tx: &mut Transaction<'static, Any>,
     evidence: &NewEvidence<'_>,

@@ -237,11 +237,9 @@ impl InboundWrites for RusqliteWrites<'_> {
     ) -> Result<AddOutcome, StoreError> {
         let hash = self.hasher.hash(&new.address);
         let erased = self
-            .optional_id(
-                &format!("SELECT 1 FROM ({})", erased_among_sql(1)),
-                &[&hash.as_str()],
-            )?
-            .is_some();
+            .tx
+            .prepare_cached(&erased_among_sql(1))?
+            .exists(named(&[&hash.as_str()]).as_slice())?;
         self.tx
             .prepare_cached(&expire_due_sql(1))?
             .execute(named(&[&format_time(&now), &hash.as_str()]).as_slice())?;
