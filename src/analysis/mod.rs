@@ -305,12 +305,12 @@ impl Analyzer {
                 let mut overall = prose::clean(own_words);
                 from_text = self.rules.match_text(&rule_text(&overall));
                 if from_text.is_none() && own_words.len() > overall.len() {
-                    let wider = prose::clean_within(own_words, MAX_CONTEXT_RULE_TEXT);
-                    from_text = self.rules.match_text(&rule_text(&wider));
-                    overall = prose::clean(&wider);
+                    overall = prose::clean_within(own_words, MAX_CONTEXT_RULE_TEXT);
+                    from_text = self.rules.match_text(&rule_text(&overall));
                 }
                 if from_text.is_some() && diagnostic.is_empty() {
-                    diagnostic = overall;
+                    // Kept as a diagnostic: within the diagnostic's bound.
+                    diagnostic = prose::clean(&overall);
                     from_overall = true;
                 }
             }
