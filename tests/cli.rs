@@ -377,3 +377,101 @@ fn serve_runs_on_the_embedded_default_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
+
+/// `classify --json`: one line per mail with the contract's fields, folders read recursively,
+/// a mailbox file read mail by mail; exit 0 when some mails are `other`, 2 when a path is
+/// unreadable.
+#[test]
+fn classify_reads_files_folders_and_mailboxes_as_the_contract_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bouncegate.toml");
+    std::fs::write(&config, "").unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis");
+    let mails = dir.path().join("mails/nested");
+    std::fs::create_dir_all(&mails).unwrap();
+    std::fs::copy(
+        fixtures.join("postfix/user-unknown.eml"),
+        mails.join("a.eml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("other/ordinary-mail.eml"),
+        mails.join("b.eml"),
+    )
+    .unwrap();
+    std::fs::copy(fixtures.join("mbox/two-reports.eml"), mails.join("c.mbox")).unwrap();
+
+    let folder = dir.path().join("mails");
+    let output = bouncegate(&config, &["classify", "--json", folder.to_str().unwrap()]);
+    expect_exit(&output, 0, "classify over a folder");
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let files: Vec<&str> = lines.iter().map(|l| l["file"].as_str().unwrap()).collect();
+    let name = |f: &str| folder.join("nested").join(f).display().to_string();
+    assert_eq!(
+        files,
+        [name("a.eml"), name("b.eml"), name("c.mbox"), name("c.mbox")]
+    );
+
+    let bounce = &lines[0];
+    assert_eq!(bounce["kind"], "bounce");
+    assert!(
+        bounce.get("error").is_none(),
+        "no error field on success: {bounce}"
+    );
+    let recipient = &bounce["recipients"][0];
+    for field in [
+        "address",
+        "action",
+        "status",
+        "reply_code",
+        "reason",
+        "class",
+        "diagnostic",
+    ] {
+        assert!(recipient[field].is_string(), "{field} in {recipient}");
+    }
+    assert_eq!(recipient["class"], "hard");
+    assert_eq!(lines[1]["kind"], "other");
+    assert!(
+        lines[1]["error"].is_string(),
+        "an `other` mail says why: {}",
+        lines[1]
+    );
+    let mailbox: Vec<(&str, &str)> = lines[2..]
+        .iter()
+        .map(|l| {
+            let r = &l["recipients"][0];
+            (
+                r["address"].as_str().unwrap(),
+                r["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mailbox,
+        [
+            ("first@example.net", "userunknown"),
+            ("second@example.org", "mailboxfull")
+        ]
+    );
+
+    let missing = dir.path().join("no-such-file.eml");
+    let output = bouncegate(
+        &config,
+        &[
+            "classify",
+            "--json",
+            mails.join("a.eml").to_str().unwrap(),
+            missing.to_str().unwrap(),
+        ],
+    );
+    expect_exit(&output, 2, "classify with an unreadable path");
+    assert_eq!(
+        stdout(&output).lines().count(),
+        1,
+        "the readable file is still classified"
+    );
+}

@@ -67,6 +67,16 @@ pub fn collect(message: &Message<'_>) -> MailParts {
                 .subtype()
                 .is_some_and(|s| s.eq_ignore_ascii_case("report"));
     }
+    collect_into(message, &mut parts, true);
+    // Only the bounce's own words count, not the quoted original after them: cut once here.
+    let own = super::prose::findings(&parts.human_text).len();
+    parts.human_text.truncate(own);
+    parts
+}
+
+/// Adds the parts of `message` to `parts`; `recover` allows reading one multipart whose
+/// boundary was lost (not again inside what that recovery finds).
+fn collect_into(message: &Message<'_>, parts: &mut MailParts, recover: bool) {
     for part in &message.parts {
         let (ctype, subtype) = part
             .content_type()
@@ -120,13 +130,43 @@ pub fn collect(message: &Message<'_>) -> MailParts {
                     parts.dsn_texts.push(text);
                 }
             }
+            (PartType::Binary(bytes) | PartType::InlineBinary(bytes), "multipart", _)
+                if recover =>
+            {
+                // A multipart the parser could not split, typically because its boundary
+                // parameter sat on an unfolded line of its own: its first delimiter line says
+                // what the boundary is.
+                if let Some(inner) = with_boundary_of_first_delimiter(bytes)
+                    && let Some(reparsed) = parse_mail(&inner)
+                {
+                    collect_into(&reparsed, parts, false);
+                }
+            }
             _ => {}
         }
     }
-    // Only the bounce's own words count, not the quoted original after them: cut once here.
-    let own = super::prose::findings(&parts.human_text).len();
-    parts.human_text.truncate(own);
-    parts
+}
+
+/// `body` (a multipart's body whose boundary is unknown) as a mail of its own, with the
+/// boundary its first delimiter line (`--boundary`) gives; `None` when no line looks like one.
+fn with_boundary_of_first_delimiter(body: &[u8]) -> Option<Vec<u8>> {
+    const MAX_BOUNDARY: usize = 70; // RFC 2046
+    let head = &body[..body.len().min(4096)];
+    let line = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace))?;
+    let boundary = line.strip_prefix(b"--")?;
+    let valid = |b: &u8| b.is_ascii_graphic() && *b != b'"' || *b == b' ';
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY || !boundary.iter().all(valid) {
+        return None;
+    }
+    let mut mail = Vec::with_capacity(body.len() + 64);
+    mail.extend_from_slice(b"Content-Type: multipart/mixed; boundary=\"");
+    mail.extend_from_slice(boundary);
+    mail.extend_from_slice(b"\"\r\n\r\n");
+    mail.extend_from_slice(body);
+    Some(mail)
 }
 
 /// The text before the first delivery-status field line.

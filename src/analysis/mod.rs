@@ -10,6 +10,7 @@
 
 mod autoreply;
 mod dsn;
+mod mbox;
 mod mime;
 mod prose;
 mod report;
@@ -55,6 +56,15 @@ impl Analyzer {
     /// Analyses one mail.
     pub fn analyze(&self, raw: &[u8]) -> Report {
         self.analyze_at_depth(&raw[..raw.len().min(MAX_ANALYZED)], 0)
+    }
+
+    /// Analyses each mail of a file that may be a mailbox (several mails, each after a `From `
+    /// separator line): one report per mail, one for an ordinary mail file.
+    pub fn analyze_each(&self, raw: &[u8]) -> Vec<Report> {
+        mbox::mails(raw)
+            .into_iter()
+            .map(|mail| self.analyze(mail))
+            .collect()
     }
 
     fn analyze_at_depth(&self, raw: &[u8], depth: usize) -> Report {
@@ -286,6 +296,7 @@ impl Analyzer {
             .map(StatusCode::is_permanent)
             .or(reply_code.map(|c| c >= 500))
             .unwrap_or(action != "delayed");
+        let stage = std::cell::OnceCell::new();
         let reason = if delivered {
             BounceReason::Delivered
         } else {
@@ -312,6 +323,12 @@ impl Analyzer {
                     // Kept as a diagnostic: within the diagnostic's bound.
                     diagnostic = prose::clean(&overall);
                     from_overall = true;
+                } else if from_text.is_some() && status.is_none() && reply_code.is_none() {
+                    // The recipient's lines gave neither reason nor code: the bounce's words
+                    // that gave the reason give the codes and the diagnostic too.
+                    diagnostic = prose::clean(&overall);
+                    status = choose_status(None, &diagnostic);
+                    reply_code = status::find_reply_code(&diagnostic);
                 }
             }
             let mut reason = status
@@ -330,14 +347,10 @@ impl Analyzer {
                 reason = BounceReason::NetworkError;
             }
             if self.rules.depends_on_stage(reason) {
-                let command = self
-                    .rules
-                    .command_in(&diagnostic)
-                    .or_else(|| transcript_command(context, &finding.address))
-                    // A DSN's own prose often names the stage ("in reply to RCPT TO command").
-                    .or_else(|| self.stage_near(context, &finding.address))
-                    .or(reply_code.map(|_| SmtpCommand::Unknown));
-                if let Some(command) = command {
+                let command = stage.get_or_init(|| {
+                    self.stage_of(&diagnostic, context, &finding.address, reply_code)
+                });
+                if let Some(command) = *command {
                     reason = self.rules.at_command(command, reason, status);
                 }
             }
@@ -355,6 +368,15 @@ impl Analyzer {
                 || says_temporary(&diagnostic) || action == "delayed",
                 |c| c < 500,
             );
+            // Refused at MAIL FROM, the recipient was never asked: its state is on hold,
+            // whatever the text then says of the sender.
+            let stage = *stage
+                .get_or_init(|| self.stage_of(&diagnostic, context, &finding.address, reply_code));
+            let reason = if stage == Some(SmtpCommand::Mail) {
+                BounceReason::OnHold
+            } else {
+                reason
+            };
             self.rules.pseudo_status(reason, !temporary)
         });
         RecipientReport {
@@ -368,6 +390,23 @@ impl Analyzer {
             remote_mta: finding.remote_mta.to_string(),
             feedback_type: None,
         }
+    }
+
+    /// The SMTP stage the failure answered: named in the diagnostic, a transcript or the lines
+    /// beside the recipient; a reply code of unnamed stage is [`SmtpCommand::Unknown`].
+    fn stage_of(
+        &self,
+        diagnostic: &str,
+        context: &str,
+        address: &str,
+        reply_code: Option<u16>,
+    ) -> Option<SmtpCommand> {
+        self.rules
+            .command_in(diagnostic)
+            .or_else(|| transcript_command(context, address))
+            // A DSN's own prose often names the stage ("in reply to RCPT TO command").
+            .or_else(|| self.stage_near(context, address))
+            .or(reply_code.map(|_| SmtpCommand::Unknown))
     }
 
     /// The SMTP stage named in the lines that report `address` in the bounce's own text (before

@@ -12,7 +12,8 @@ use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
 pub struct ClassifyArgs {
-    /// Mail files, or folders read recursively (every regular file).
+    /// Mail files (a mailbox file gives one line per mail in it), or folders read recursively
+    /// (every regular file).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// One JSON object per mail: {"file", "kind", "recipients": [...], "error"}.
@@ -53,7 +54,14 @@ pub fn classify(config: &Config, args: ClassifyArgs) -> anyhow::Result<u8> {
                         let Some(path) = files.get(i) else { break };
                         let line = std::fs::read(path)
                             .map_err(|e| format!("cannot read {}: {e}", path.display()))
-                            .map(|raw| render(path, &analyzer.analyze(&raw), args.json));
+                            .map(|raw| {
+                                // A mailbox file gives a line per mail in it.
+                                analyzer
+                                    .analyze_each(&raw)
+                                    .iter()
+                                    .map(|report| render(path, report, args.json))
+                                    .collect::<String>()
+                            });
                         out.push((i, line));
                     }
                     out
