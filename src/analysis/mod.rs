@@ -351,7 +351,9 @@ impl Analyzer {
                     self.stage_of(&diagnostic, context, &finding.address, reply_code)
                 });
                 if let Some(command) = *command {
-                    reason = self.rules.at_command(command, reason, status);
+                    reason =
+                        self.rules
+                            .at_command(command, reason, status, &rule_text(&diagnostic));
                 }
             }
             reason

@@ -62,6 +62,23 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
         // The explanation: the rest of this line, then the lines that follow until a blank line
         // or a line that names another recipient.
         let mut diagnostic = line.replace(address, " ");
+        // A transcript's summary line (`554 <a@b>... reason`, at the start of its line): each
+        // such line is one message, so the next one starting with a reply code is not this one's.
+        let summary_line = starts_with_reply_code(line);
+        if summary_line {
+            // Its cause is the remote's answer just above it (`<<< 550 Relaying denied`).
+            let answers = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| l.trim_start().starts_with("<<<"))
+                .count();
+            if answers > 0 {
+                let mut with_cause = lines[i - answers..i].join(" ");
+                with_cause.push(' ');
+                with_cause.push_str(&diagnostic);
+                diagnostic = with_cause;
+            }
+        }
         let mut j = i + 1;
         let mut saw_text = !clean(&diagnostic).is_empty();
         while j < lines.len() && diagnostic.len() < MAX_DIAGNOSTIC {
@@ -78,6 +95,9 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
                 .map(|m| m.as_str().trim_end_matches('.'))
                 .any(|a| !a.eq_ignore_ascii_case(address) && !exclude(a));
             if names_other && (saw_text || starts_with_address(next)) {
+                break;
+            }
+            if summary_line && starts_with_reply_code(next) {
                 break;
             }
             // Quoted lines belong to the original, not to this recipient's explanation.
@@ -106,6 +126,16 @@ fn is_not_about_recipients(line: &str) -> bool {
             .expect("valid")
     });
     NOT_RECIPIENTS.is_match(line)
+}
+
+/// A line that begins, unindented, with an SMTP reply code and a space (`550 ...`).
+fn starts_with_reply_code(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 4
+        && matches!(b[0], b'2' | b'4' | b'5')
+        && b[1].is_ascii_digit()
+        && b[2].is_ascii_digit()
+        && b[3] == b' '
 }
 
 /// A line that begins with an address (`<a@b>:`, `a@b`): a new recipient block.

@@ -75,6 +75,9 @@ struct CommandOverride {
     /// Status codes (`X.N.N`, or `X.N.*` for every detail) for which the override does not apply.
     #[serde(default)]
     unless_status: Vec<String>,
+    /// Phrases (patterns, as in text rules) so specific that the stage does not change them.
+    #[serde(default)]
+    unless_text: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +115,8 @@ struct StageOverride {
     becomes: BounceReason,
     /// `(subject, detail)`; a detail of `None` stands for every detail.
     unless: Vec<(u16, Option<u16>)>,
+    /// Text (lower-cased) for which the override does not apply.
+    unless_text: Option<regex::Regex>,
 }
 
 impl BounceRules {
@@ -195,6 +200,15 @@ impl BounceRules {
                         None => status_key(origin, key).map(|(s, d)| (s, Some(d))),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                let unless_text = (!o.unless_text.is_empty())
+                    .then(|| regex::Regex::new(&o.unless_text.join("|")))
+                    .transpose()
+                    .map_err(|e| RulesError::Pattern {
+                        origin: origin.clone(),
+                        index: 0,
+                        reason: format!("command_override {:?}", o.command).to_lowercase(),
+                        source: Box::new(e),
+                    })?;
                 for reason in &o.reasons {
                     rules
                         .command_overrides
@@ -202,6 +216,7 @@ impl BounceRules {
                         .or_insert_with(|| StageOverride {
                             becomes: o.becomes,
                             unless: unless.clone(),
+                            unless_text: unless_text.clone(),
                         });
                 }
             }
@@ -259,12 +274,14 @@ impl BounceRules {
         self.command_overrides.keys().any(|(_, r)| *r == reason)
     }
 
-    /// What `reason` (with this status) becomes when the failure answered `command`.
+    /// What `reason` (with this status, said in this lower-cased `text`) becomes when the
+    /// failure answered `command`.
     pub fn at_command(
         &self,
         command: SmtpCommand,
         reason: BounceReason,
         status: Option<StatusCode>,
+        text: &str,
     ) -> BounceReason {
         match self.command_overrides.get(&(command, reason)) {
             Some(o)
@@ -272,7 +289,7 @@ impl BounceRules {
                     o.unless.iter().any(|&(subject, detail)| {
                         subject == s.subject && detail.is_none_or(|d| d == s.detail)
                     })
-                }) =>
+                }) && !o.unless_text.as_ref().is_some_and(|t| t.is_match(text)) =>
             {
                 o.becomes
             }
