@@ -1,15 +1,16 @@
 //! Accuracy on the labelled corpus in `../shared/corpus` (Sisimai's expectations per recipient).
 //!
 //! Skips with a message when the corpus is absent. Prints the figures; writes every mismatch to
-//! `target/corpus-mismatches.txt`. The asserted floors are the accuracy reached so far, so a change
-//! that makes the analyser worse fails; see BENCHMARKS.md for the figures and the goals.
+//! `target/corpus-mismatches.txt`. The asserted floors are the goals (hard/soft 98%,
+//! reason 93%, status 95%), so a change that takes the analyser below them fails; see
+//! BENCHMARKS.md for the figures.
 
 use std::path::{Path, PathBuf};
 
 use bouncegate::analysis::{Analyzer, BounceClass};
 
 /// Agreement the analyser must keep (fractions of all labelled recipients).
-const MIN_HARD_SOFT: f64 = 0.975;
+const MIN_HARD_SOFT: f64 = 0.98;
 const MIN_REASON: f64 = 0.93;
 const MIN_STATUS: f64 = 0.95;
 

@@ -70,8 +70,35 @@ pub fn collect(message: &Message<'_>) -> MailParts {
     collect_into(message, &mut parts, true);
     // Only the bounce's own words count, not the quoted original after them: cut once here.
     let own = super::prose::findings(&parts.human_text).len();
+    if parts.original.is_none() && own < parts.human_text.len() {
+        // An original quoted inline ("----- Unsent message follows -----"): its headers still
+        // say whom it was for.
+        parts.original = inline_original(&parts.human_text[own..]);
+    }
     parts.human_text.truncate(own);
     parts
+}
+
+/// The original a bounce quotes as text, from where its quotation starts (the marker line, or
+/// its first header line).
+fn inline_original(quoted: &str) -> Option<OriginalMessage> {
+    let is_header = |line: &str| {
+        line.split_once(':').is_some_and(|(name, _)| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    };
+    let start = quoted
+        .split_inclusive('\n')
+        .scan(0, |offset, line| {
+            let at = *offset;
+            *offset += line.len();
+            Some((at, line))
+        })
+        .take(3)
+        .find(|(_, line)| is_header(line))
+        .map(|(at, _)| at)?;
+    let original = parse_mail(quoted[start..].as_bytes()).map(|m| original_of(&m))?;
+    (!original.to.is_empty() || original.message_id.is_some()).then_some(original)
 }
 
 /// Adds the parts of `message` to `parts`; `recover` allows reading one multipart whose

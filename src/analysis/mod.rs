@@ -242,6 +242,13 @@ impl Analyzer {
         if found.is_empty() {
             return Report::other("a bounce, but no failed recipient could be found");
         }
+        // Prose has no Action field: a bounce that returns the mail has given up, whatever the
+        // class of the last reply; only one that says delivery goes on is a delay warning.
+        let action = if still_trying(&parts.human_text) {
+            "delayed"
+        } else {
+            "failed"
+        };
         let recipients: Vec<RecipientReport> = found
             .into_iter()
             .map(|f| {
@@ -257,7 +264,7 @@ impl Analyzer {
                 self.classify(
                     Finding {
                         address: f.address,
-                        action: None,
+                        action: Some(action),
                         status: None,
                         diagnostic: &diagnostic,
                         remote_mta: "",
@@ -560,6 +567,18 @@ fn choose_status(field: Option<StatusCode>, diagnostic: &str) -> Option<StatusCo
         (None, Some(f)) => Some(f),
         (None, None) => StatusCode::find(diagnostic),
     }
+}
+
+/// A bounce's own words saying the mail is still queued and delivery attempts go on.
+fn still_trying(text: &str) -> bool {
+    use std::sync::LazyLock;
+    static STILL_TRYING: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)will (?:continue to |keep )?(?:try|retry|be retried|attempt)|(?:has|have) not yet been delivered|still (?:trying|being retried|in the queue)|delivery attempts will continue|no action is required|this is (?:only )?a warning|not a bounce|do not need to re-?send|temporary failure report",
+        )
+        .expect("valid")
+    });
+    STILL_TRYING.is_match(text)
 }
 
 /// A diagnostic that calls the failure temporary, or gives up retrying one.
