@@ -97,7 +97,7 @@ fn inline_original(quoted: &str) -> Option<OriginalMessage> {
         .take(3)
         .find(|(_, line)| is_header(line))
         .map(|(at, _)| at)?;
-    let original = parse_mail(quoted[start..].as_bytes()).map(|m| original_of(&m))?;
+    let original = parse_mail(&quoted.as_bytes()[start..]).map(|m| original_of(&m))?;
     (!original.to.is_empty() || original.message_id.is_some()).then_some(original)
 }
 
