@@ -15,8 +15,10 @@ static ANALYZER: LazyLock<Analyzer> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let report = ANALYZER.analyze(data);
-    if report.kind == ReportKind::Bounce {
-        assert!(!report.recipients.is_empty());
+    // `analyze_each` also splits mailbox files (`From ` separator lines) first.
+    for report in ANALYZER.analyze_each(data) {
+        if report.kind == ReportKind::Bounce {
+            assert!(!report.recipients.is_empty());
+        }
     }
 });
