@@ -743,8 +743,9 @@ fn looks_like_bounce(message: &Message<'_>, parts: &MailParts, weak: bool) -> bo
         )
         .expect("valid")
     });
-    let head = &parts.human_text[..parts.human_text.len().min(4096)];
-    let body_says = weak && BODY.is_match(head.get(..).unwrap_or(""));
+    // The first 4 KiB, cut where a character starts (the text may be in any script).
+    let head = &parts.human_text[..parts.human_text.floor_char_boundary(4096)];
+    let body_says = weak && BODY.is_match(head);
     from_system
         || (weak && null_sender)
         || body_says

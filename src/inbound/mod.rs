@@ -74,7 +74,18 @@ impl InboundSink {
     /// The store failed (the client gets a 451 and retries).
     pub async fn process(&self, message: ReceivedMessage) -> Result<(), SinkError> {
         let now = chrono::Utc::now();
-        let report = self.analyzer.analyze(&message.data);
+        // The analyser must never panic (fuzzed for it); should a bug slip through, this mail is
+        // one it could not read, not a session that dies and a sender that retries forever.
+        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.analyzer.analyze(&message.data)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(
+                bytes = message.data.len(),
+                "the bounce analyser panicked on a mail"
+            );
+            Report::other("the analyser failed on this mail")
+        });
         let mut events = Vec::new();
         let mut routes: Vec<Route> = message
             .rcpt_to
