@@ -97,7 +97,14 @@ fn inline_original(quoted: &str) -> Option<OriginalMessage> {
         .take(3)
         .find(|(_, line)| is_header(line))
         .map(|(at, _)| at)?;
-    let original = parse_mail(&quoted.as_bytes()[start..]).map(|m| original_of(&m))?;
+    // Its headers are all that is read: the body is not parsed.
+    let quoted = &quoted[start..];
+    let end = [quoted.find("\n\n"), quoted.find("\n\r\n")]
+        .into_iter()
+        .flatten()
+        .min();
+    let headers = end.map_or(quoted, |end| &quoted[..end + 1]);
+    let original = parse_mail(headers.as_bytes()).map(|m| original_of(&m))?;
     (!original.to.is_empty() || original.message_id.is_some()).then_some(original)
 }
 

@@ -282,7 +282,8 @@ impl Analyzer {
         }
     }
 
-    /// Reason, status and class for one recipient; `context` is the bounce's readable text.
+    /// Reason, status and class for one recipient; `context` is the bounce's readable text, its
+    /// own words only (`collect` already cut the quoted original off).
     fn classify(&self, finding: Finding<'_>, context: &str) -> RecipientReport {
         let mut diagnostic = prose::clean(finding.diagnostic);
         let mut status = choose_status(finding.status.and_then(StatusCode::parse), &diagnostic);
@@ -317,9 +318,9 @@ impl Analyzer {
                 from_text = Some(BounceReason::MailerError);
             }
             if from_text.is_none() && (diagnostic.is_empty() || vague) {
-                // The bounce's own words, not the original it quotes: their start, then (prose in
-                // scripts of several bytes a character fills that quickly) more of them.
-                let own_words = prose::findings(context);
+                // The bounce's own words: their start, then (prose in scripts of several bytes a
+                // character fills that quickly) more of them.
+                let own_words = context;
                 let mut overall = prose::clean(own_words);
                 from_text = self.rules.match_text(&rule_text(&overall));
                 if from_text.is_none() && own_words.len() > overall.len() {
@@ -423,7 +424,7 @@ impl Analyzer {
     fn stage_near(&self, context: &str, address: &str) -> Option<SmtpCommand> {
         const WINDOW: usize = 4;
         let address = address.to_ascii_lowercase();
-        let lines: Vec<&str> = prose::findings(context).lines().collect();
+        let lines: Vec<&str> = context.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             if !line.contains('@') || !line.to_ascii_lowercase().contains(&address) {
                 continue;
