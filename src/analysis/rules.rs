@@ -106,6 +106,8 @@ pub struct BounceRules {
     /// The reason of each pattern in `set`, in priority order.
     pattern_reasons: Vec<BounceReason>,
     commands: Vec<(SmtpCommand, regex::Regex)>,
+    /// Every command phrase in one pattern: one scan finds the phrase named last.
+    any_command: Option<regex::bytes::Regex>,
     command_overrides: HashMap<(SmtpCommand, BounceReason), StageOverride>,
 }
 
@@ -147,6 +149,7 @@ impl BounceRules {
             set: RegexSet::empty(),
             pattern_reasons: Vec::new(),
             commands: Vec::new(),
+            any_command: None,
             command_overrides: HashMap::new(),
         };
         let mut patterns = Vec::new();
@@ -236,6 +239,20 @@ impl BounceRules {
         // ASCII word boundaries and case folding keep the whole set on the lazy DFA (Unicode
         // `\b` makes it fall back to the much slower PikeVM on any non-ASCII text); the text is
         // lower-cased before matching, and non-ASCII literals still match their UTF-8 bytes.
+        if !rules.commands.is_empty() {
+            let phrases: Vec<String> = rules
+                .commands
+                .iter()
+                .map(|(_, regex)| format!("(?:{})", regex.as_str()))
+                .collect();
+            rules.any_command = Some(
+                regex::bytes::RegexBuilder::new(&phrases.join("|"))
+                    .case_insensitive(true)
+                    .unicode(false)
+                    .build()
+                    .map_err(|e| RulesError::TooLarge(Box::new(e)))?,
+            );
+        }
         rules.set = RegexSetBuilder::new(&patterns)
             .case_insensitive(patterns.iter().any(|p| has_upper_case_literal(p)))
             .unicode(false)
@@ -260,13 +277,17 @@ impl BounceRules {
 
     /// The command a diagnostic says the failure answered: the one named last.
     pub fn command_in(&self, text: &str) -> Option<SmtpCommand> {
+        // One scan for the last phrase, then which command's phrase it is.
+        let last = self
+            .any_command
+            .as_ref()?
+            .find_iter(text.as_bytes())
+            .last()?;
+        let named = String::from_utf8_lossy(last.as_bytes());
         self.commands
             .iter()
-            .filter_map(|(command, regex)| {
-                regex.find_iter(text).last().map(|m| (m.start(), *command))
-            })
-            .max_by_key(|(position, _)| *position)
-            .map(|(_, command)| command)
+            .find(|(_, regex)| regex.is_match(&named))
+            .map(|(command, _)| *command)
     }
 
     /// Whether some SMTP stage changes `reason` (so the stage is worth looking for).
