@@ -32,8 +32,10 @@ pub fn parser() -> &'static MessageParser {
     use std::sync::LazyLock;
     static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
         use mail_parser::HeaderName;
-        // A non-empty map means only these are parsed structurally; everything else stays raw.
+        // Only these are parsed structurally; every other header is skipped (its raw bytes are
+        // still found by offset, which is all `header_raw` reads).
         MessageParser::new()
+            .default_header_ignore()
             .with_mime_headers()
             .header_address(HeaderName::From)
             .header_address(HeaderName::To)

@@ -47,7 +47,8 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
     let mut i = 0;
     while i < lines.len() && found.len() < MAX_RECIPIENTS {
         let line = lines[i];
-        if is_not_about_recipients(line) {
+        // Every address has an `@`: a line without one is passed over without a regex.
+        if !line.contains('@') || is_not_about_recipients(line) {
             i += 1;
             continue;
         }
@@ -90,10 +91,11 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
                 j += 1;
                 continue;
             }
-            let names_other = ADDRESS
-                .find_iter(next)
-                .map(|m| m.as_str().trim_end_matches('.'))
-                .any(|a| !a.eq_ignore_ascii_case(address) && !exclude(a));
+            let names_other = next.contains('@')
+                && ADDRESS
+                    .find_iter(next)
+                    .map(|m| m.as_str().trim_end_matches('.'))
+                    .any(|a| !a.eq_ignore_ascii_case(address) && !exclude(a));
             if names_other && (saw_text || starts_with_address(next)) {
                 break;
             }
@@ -141,7 +143,7 @@ fn starts_with_reply_code(line: &str) -> bool {
 /// A line that begins with an address (`<a@b>:`, `a@b`): a new recipient block.
 fn starts_with_address(line: &str) -> bool {
     let trimmed = line.trim_start().trim_start_matches('<');
-    ADDRESS.find(trimmed).is_some_and(|m| m.start() == 0)
+    trimmed.contains('@') && ADDRESS.find(trimmed).is_some_and(|m| m.start() == 0)
 }
 
 /// Every line of `text` that mentions `address` together with a reply or status code: where
@@ -175,7 +177,20 @@ pub fn clean(text: &str) -> String {
 
 /// [`clean`], keeping at most `limit` bytes.
 pub fn clean_within(text: &str, limit: usize) -> String {
-    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Words are joined only as far as the result can reach: twice the limit leaves room for what
+    // the trimming and the `<>` removal below take away (a bounce's whole text can be 256 KiB,
+    // its diagnostic is a thousand bytes).
+    let reach = limit.saturating_mul(2).saturating_add(64);
+    let mut joined = String::with_capacity(text.len().min(reach) + 16);
+    for word in text.split_whitespace() {
+        if joined.len() >= reach {
+            break;
+        }
+        if !joined.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(word);
+    }
     let trimmed = joined.trim_matches(|c: char| {
         c == '<' || c == '>' || c == ':' || c == ',' || c == ';' || c == '"' || c.is_whitespace()
     });
