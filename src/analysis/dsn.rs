@@ -34,8 +34,21 @@ pub struct DeliveryStatus {
 
 /// Whether a text looks like delivery-status fields (a mislabelled status part).
 pub fn looks_like_dsn(text: &str) -> bool {
-    let has = |name: &str| text.lines().any(|l| starts_with_field(l, name));
-    (has("final-recipient") || has("original-recipient")) && (has("action") || has("status"))
+    // One pass over the lines, a field's first letter choosing the name to compare.
+    let (mut recipient, mut outcome) = (false, false);
+    for line in text.lines() {
+        match line.as_bytes().first().map(u8::to_ascii_lowercase) {
+            Some(b'f') => recipient |= starts_with_field(line, "final-recipient"),
+            Some(b'o') => recipient |= starts_with_field(line, "original-recipient"),
+            Some(b'a') => outcome |= starts_with_field(line, "action"),
+            Some(b's') => outcome |= starts_with_field(line, "status"),
+            _ => {}
+        }
+        if recipient && outcome {
+            return true;
+        }
+    }
+    false
 }
 
 fn starts_with_field(line: &str, name: &str) -> bool {
