@@ -244,7 +244,7 @@ impl Analyzer {
         }
         // Prose has no Action field: a bounce that returns the mail has given up, whatever the
         // class of the last reply; only one that says delivery goes on is a delay warning.
-        let action = if still_trying(&parts.human_text) {
+        let action = if self.rules.says_still_trying(&parts.human_text) {
             "delayed"
         } else {
             "failed"
@@ -375,7 +375,7 @@ impl Analyzer {
         }
         let status = status.unwrap_or_else(|| {
             let temporary = reply_code.map_or_else(
-                || says_temporary(&diagnostic) || action == "delayed",
+                || self.rules.says_temporary(&diagnostic) || action == "delayed",
                 |c| c < 500,
             );
             // Refused at MAIL FROM, the recipient was never asked: its state is on hold,
@@ -568,32 +568,6 @@ fn choose_status(field: Option<StatusCode>, diagnostic: &str) -> Option<StatusCo
         (None, Some(f)) => Some(f),
         (None, None) => StatusCode::find(diagnostic),
     }
-}
-
-/// A bounce's own words saying the mail is still queued and delivery attempts go on.
-fn still_trying(text: &str) -> bool {
-    use std::sync::LazyLock;
-    static STILL_TRYING: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(
-            r"(?i)will (?:continue to |keep )?(?:try|retry|be retried|attempt)|(?:has|have) not yet been delivered|still (?:trying|being retried|in the queue)|delivery attempts will continue|no action is required|this is (?:only )?a warning|not a bounce|do not need to re-?send|temporary failure report",
-        )
-        .expect("valid")
-    });
-    STILL_TRYING.is_match(text)
-}
-
-/// A diagnostic that calls the failure temporary, or gives up retrying one.
-fn says_temporary(diagnostic: &str) -> bool {
-    let lower = diagnostic.to_ascii_lowercase();
-    [
-        "temporar",
-        "persistent",
-        "will be retried",
-        "retry timeout exceeded",
-        "failing for a long time",
-    ]
-    .iter()
-    .any(|phrase| lower.contains(phrase))
 }
 
 /// In a session transcript (`>>> DATA` / `<<< 550 … <address>…`), the command the recipient's

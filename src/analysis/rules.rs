@@ -52,6 +52,21 @@ struct RulesFile {
     commands: HashMap<SmtpCommand, Vec<String>>,
     #[serde(default, rename = "command_override")]
     command_overrides: Vec<CommandOverride>,
+    #[serde(default)]
+    phrases: Phrases,
+}
+
+/// What a bounce says of the delivery as a whole, beside the reason.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Phrases {
+    /// A bounce in prose that says any of these is a delay warning: delivery goes on.
+    #[serde(default)]
+    still_trying: Vec<String>,
+    /// A diagnostic without a status or reply code that says any of these reports a temporary
+    /// failure (its pseudo-code's class is 4).
+    #[serde(default)]
+    temporary: Vec<String>,
 }
 
 /// The SMTP stage a failure answered.
@@ -109,6 +124,10 @@ pub struct BounceRules {
     /// Every command phrase in one pattern: one scan finds the phrase named last.
     any_command: Option<regex::bytes::Regex>,
     command_overrides: HashMap<(SmtpCommand, BounceReason), StageOverride>,
+    /// [`Phrases::still_trying`] of every file, in one pattern.
+    still_trying: Option<regex::bytes::Regex>,
+    /// [`Phrases::temporary`] of every file, in one pattern.
+    temporary: Option<regex::bytes::Regex>,
 }
 
 /// What a reason becomes at one SMTP stage, except for some status codes.
@@ -151,8 +170,11 @@ impl BounceRules {
             commands: Vec::new(),
             any_command: None,
             command_overrides: HashMap::new(),
+            still_trying: None,
+            temporary: None,
         };
         let mut patterns = Vec::new();
+        let (mut still_trying, mut temporary) = (Vec::new(), Vec::new());
         // Later (built-in) tables only fill what earlier (operator) tables left open.
         for (origin, file) in &files {
             for (key, reason) in &file.status.decisive {
@@ -223,6 +245,18 @@ impl BounceRules {
                         });
                 }
             }
+            for (list, phrases, name) in [
+                (
+                    &mut still_trying,
+                    &file.phrases.still_trying,
+                    "phrases.still_trying",
+                ),
+                (&mut temporary, &file.phrases.temporary, "phrases.temporary"),
+            ] {
+                for (index, phrase) in phrases.iter().enumerate() {
+                    list.push(phrase_pattern(origin, index, name, phrase)?);
+                }
+            }
             for (index, rule) in file.rules.iter().enumerate() {
                 for pattern in &rule.patterns {
                     regex::Regex::new(pattern).map_err(|e| RulesError::Pattern {
@@ -253,6 +287,8 @@ impl BounceRules {
                     .map_err(|e| RulesError::TooLarge(Box::new(e)))?,
             );
         }
+        rules.still_trying = any_of(&still_trying)?;
+        rules.temporary = any_of(&temporary)?;
         rules.set = RegexSetBuilder::new(&patterns)
             .case_insensitive(patterns.iter().any(|p| has_upper_case_literal(p)))
             .unicode(false)
@@ -273,6 +309,20 @@ impl BounceRules {
             .iter()
             .next()
             .map(|i| self.pattern_reasons[i])
+    }
+
+    /// Whether a bounce's own words say delivery goes on (a delay warning, not a failure).
+    pub fn says_still_trying(&self, text: &str) -> bool {
+        self.still_trying
+            .as_ref()
+            .is_some_and(|r| r.is_match(text.as_bytes()))
+    }
+
+    /// Whether a diagnostic calls the failure temporary (or gives up retrying a temporary one).
+    pub fn says_temporary(&self, text: &str) -> bool {
+        self.temporary
+            .as_ref()
+            .is_some_and(|r| r.is_match(text.as_bytes()))
     }
 
     /// The command a diagnostic says the failure answered: the one named last.
@@ -364,6 +414,41 @@ fn parse(origin: &str, text: &str) -> Result<RulesFile, RulesError> {
     })
 }
 
+/// One phrase of a `[phrases]` list, checked on its own so that an error names it.
+fn phrase_pattern(
+    origin: &str,
+    index: usize,
+    list: &str,
+    phrase: &str,
+) -> Result<String, RulesError> {
+    regex::Regex::new(phrase).map_err(|e| RulesError::Pattern {
+        origin: origin.to_string(),
+        index,
+        reason: list.to_string(),
+        source: Box::new(e),
+    })?;
+    Ok(format!("(?:{phrase})"))
+}
+
+/// All of `patterns` as one case-insensitive pattern; `None` for none. ASCII mode (faster) unless
+/// a phrase needs Unicode, such as a class of non-ASCII letters (`vor[üu]bergehend`).
+fn any_of(patterns: &[String]) -> Result<Option<regex::bytes::Regex>, RulesError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let joined = patterns.join("|");
+    let build = |unicode| {
+        regex::bytes::RegexBuilder::new(&joined)
+            .case_insensitive(true)
+            .unicode(unicode)
+            .build()
+    };
+    build(false)
+        .or_else(|_| build(true))
+        .map(Some)
+        .map_err(|e| RulesError::TooLarge(Box::new(e)))
+}
+
 fn status_key(origin: &str, key: &str) -> Result<(u16, u16), RulesError> {
     let bad = || RulesError::StatusKey {
         origin: origin.to_string(),
@@ -380,6 +465,26 @@ fn status_key(origin: &str, key: &str) -> Result<(u16, u16), RulesError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_phrases_are_data_an_operator_extends() {
+        let shipped = BounceRules::builtin();
+        assert!(shipped.says_still_trying("Delivery attempts will continue for 5 days."));
+        assert!(shipped.says_temporary("Temporary local problem - please try later"));
+        assert!(!shipped.says_still_trying("Your message could not be delivered."));
+        assert!(!shipped.says_temporary("mailbox unavailable"));
+
+        let extension = (
+            "local.toml".to_string(),
+            "[phrases]\nstill_trying = [\"wird erneut versucht\"]\ntemporary = [\"vor[üu]bergehend\"]\n"
+                .to_string(),
+        );
+        let rules = BounceRules::load(&[extension]).unwrap();
+        assert!(rules.says_still_trying("Die Zustellung WIRD ERNEUT VERSUCHT."));
+        assert!(rules.says_temporary("Postfach VORÜBERGEHEND nicht erreichbar"));
+        // The shipped phrases still count.
+        assert!(rules.says_still_trying("Delivery attempts will continue for 5 days."));
+    }
 
     #[test]
     fn the_shipped_rules_compile_and_match_in_order() {
@@ -424,6 +529,10 @@ mod tests {
             (
                 "[status.decisive]\n\"5.1.1\" = \"userunknown\"\n",
                 "not of the form X.N.N",
+            ),
+            (
+                "[phrases]\ntemporary = [\"fine\", \"[unclosed\"]\n",
+                "rule 1 (phrases.temporary)",
             ),
         ] {
             let err = BounceRules::load(&[("local.toml".to_string(), text.to_string())])
