@@ -499,6 +499,14 @@ mod tests {
                 "554 5.7.1 Message rejected as spam by Content Filtering",
                 Some(BounceReason::SpamDetected),
             ),
+            (
+                "554 5.7.1 Service unavailable; Client host [192.0.2.7] blocked using AUP#CDRBL",
+                Some(BounceReason::Blocked),
+            ),
+            (
+                "550 5.7.1 Message rejected: a link in it is listed in multi.surbl.org",
+                Some(BounceReason::SpamDetected),
+            ),
             ("nothing to see", None),
         ] {
             assert_eq!(rules.match_text(&text.to_lowercase()), expected, "{text}");
