@@ -21,14 +21,54 @@ fn corpus_dir() -> Option<PathBuf> {
     dir.join("labels.jsonl").is_file().then_some(dir)
 }
 
-#[test]
-fn accuracy_on_the_labelled_corpus() {
-    let Some(dir) = corpus_dir() else {
-        eprintln!(
-            "skipping the corpus accuracy test: ../shared/corpus/labels.jsonl not found (set BOUNCEGATE_CORPUS)"
-        );
-        return;
-    };
+/// How a mail's lines end when it is read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum LineEndings {
+    /// As stored (LF).
+    AsStored,
+    /// CRLF, as SMTP delivers a mail.
+    Crlf,
+    /// CR alone (classic Mac OS; Sisimai's test set keeps such copies).
+    Cr,
+}
+
+impl LineEndings {
+    fn apply(self, raw: Vec<u8>) -> Vec<u8> {
+        let lf: Vec<u8> = if raw.windows(2).any(|w| w == b"\r\n") {
+            String::from_utf8_lossy(&raw)
+                .replace("\r\n", "\n")
+                .into_bytes()
+        } else {
+            raw
+        };
+        match self {
+            LineEndings::AsStored => lf,
+            LineEndings::Crlf => lf.iter().fold(Vec::new(), |mut out, &b| {
+                if b == b'\n' {
+                    out.push(b'\r');
+                }
+                out.push(b);
+                out
+            }),
+            LineEndings::Cr => lf
+                .into_iter()
+                .map(|b| if b == b'\n' { b'\r' } else { b })
+                .collect(),
+        }
+    }
+}
+
+/// Agreement counts over the corpus read with `endings`.
+#[derive(Debug, PartialEq, Eq)]
+struct Figures {
+    mails: usize,
+    total: usize,
+    hard_ok: usize,
+    reason_ok: usize,
+    status_ok: usize,
+}
+
+fn measure(dir: &Path, endings: LineEndings) -> (Figures, String) {
     let analyzer = Analyzer::default();
     let labels = std::fs::read_to_string(dir.join("labels.jsonl")).unwrap();
     let (mut total, mut hard_ok, mut reason_ok, mut status_ok, mut mails) =
@@ -36,7 +76,7 @@ fn accuracy_on_the_labelled_corpus() {
     let mut mismatches = String::new();
     for line in labels.lines().filter(|l| !l.trim().is_empty()) {
         let label: serde_json::Value = serde_json::from_str(line).unwrap();
-        let raw = std::fs::read(dir.join(label["file"].as_str().unwrap())).unwrap();
+        let raw = endings.apply(std::fs::read(dir.join(label["file"].as_str().unwrap())).unwrap());
         // Two corpus files are mailboxes of two reports each; their labels cover both.
         let recipients: Vec<_> = analyzer
             .analyze_each(&raw)
@@ -88,6 +128,34 @@ fn accuracy_on_the_labelled_corpus() {
             }
         }
     }
+    (
+        Figures {
+            mails,
+            total,
+            hard_ok,
+            reason_ok,
+            status_ok,
+        },
+        mismatches,
+    )
+}
+
+#[test]
+fn accuracy_on_the_labelled_corpus() {
+    let Some(dir) = corpus_dir() else {
+        eprintln!(
+            "skipping the corpus accuracy test: ../shared/corpus/labels.jsonl not found (set BOUNCEGATE_CORPUS)"
+        );
+        return;
+    };
+    let (figures, mismatches) = measure(&dir, LineEndings::AsStored);
+    let Figures {
+        mails,
+        total,
+        hard_ok,
+        reason_ok,
+        status_ok,
+    } = figures;
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let _ = std::fs::create_dir_all(&target);
     let _ = std::fs::write(target.join("corpus-mismatches.txt"), &mismatches);
@@ -114,4 +182,20 @@ fn accuracy_on_the_labelled_corpus() {
         "status agreement {:.3} < {MIN_STATUS}",
         pct(status_ok)
     );
+}
+
+/// The same mails with the line endings SMTP delivers (CRLF) and with bare CRs read the same.
+#[test]
+fn line_endings_do_not_change_the_verdicts() {
+    let Some(dir) = corpus_dir() else {
+        eprintln!(
+            "skipping the line-endings corpus test: ../shared/corpus/labels.jsonl not found (set BOUNCEGATE_CORPUS)"
+        );
+        return;
+    };
+    let (stored, _) = measure(&dir, LineEndings::AsStored);
+    for endings in [LineEndings::Crlf, LineEndings::Cr] {
+        let (figures, mismatches) = measure(&dir, endings);
+        assert_eq!(figures, stored, "{endings:?}:\n{mismatches}");
+    }
 }

@@ -51,6 +51,29 @@ pub fn parser() -> &'static MessageParser {
     &PARSER
 }
 
+/// `raw` with line feeds: a mail whose lines end in a carriage return alone (classic Mac OS, some
+/// mail stores) gets a line feed for each bare carriage return; others (LF, CRLF) are returned
+/// as they are, without a copy.
+pub fn with_line_feeds(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    // Decided by how the first line ends.
+    let Some(end) = raw.iter().position(|&b| b == b'\r' || b == b'\n') else {
+        return Cow::Borrowed(raw);
+    };
+    if raw[end] == b'\n' || raw.get(end + 1) == Some(&b'\n') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'\r' && raw.get(i + 1) != Some(&b'\n') {
+            out.push(b'\n');
+        } else {
+            out.push(b);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Parses a mail, never panicking: mail-parser 0.11 panics on some malformed MIME structures
 /// (found by fuzzing), and a received mail must never take the analyser down. `None` when there
 /// is nothing to parse or the parser failed.

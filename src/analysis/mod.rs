@@ -55,13 +55,15 @@ impl Analyzer {
 
     /// Analyses one mail.
     pub fn analyze(&self, raw: &[u8]) -> Report {
-        self.analyze_at_depth(&raw[..raw.len().min(MAX_ANALYZED)], 0)
+        let raw = mime::with_line_feeds(&raw[..raw.len().min(MAX_ANALYZED)]);
+        self.analyze_at_depth(&raw, 0)
     }
 
     /// Analyses each mail of a file that may be a mailbox (several mails, each after a `From `
     /// separator line): one report per mail, one for an ordinary mail file.
     pub fn analyze_each(&self, raw: &[u8]) -> Vec<Report> {
-        mbox::mails(raw)
+        let raw = mime::with_line_feeds(raw);
+        mbox::mails(&raw)
             .into_iter()
             .map(|mail| self.analyze(mail))
             .collect()
