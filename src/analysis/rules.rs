@@ -507,6 +507,22 @@ mod tests {
                 "550 5.7.1 Message rejected: a link in it is listed in multi.surbl.org",
                 Some(BounceReason::SpamDetected),
             ),
+            (
+                "421 IP frequency limited, please try again later",
+                Some(BounceReason::TooManyConn),
+            ),
+            (
+                "451 TLS/SSLv3 Connection required. (#4.7.1)",
+                Some(BounceReason::FailedStartTls),
+            ),
+            (
+                "553 Stray linefeeds in message (#5.6.2)",
+                Some(BounceReason::ContentError),
+            ),
+            (
+                "You are trying to use me as a relay, but I have not been configured to let you do this",
+                Some(BounceReason::NoRelaying),
+            ),
             ("nothing to see", None),
         ] {
             assert_eq!(rules.match_text(&text.to_lowercase()), expected, "{text}");
