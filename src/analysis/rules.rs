@@ -270,25 +270,17 @@ impl BounceRules {
                 }
             }
         }
+        let command_phrases: Vec<String> = rules
+            .commands
+            .iter()
+            .map(|(_, regex)| format!("(?:{})", regex.as_str()))
+            .collect();
+        rules.any_command = any_of(&command_phrases)?;
+        rules.still_trying = any_of(&still_trying)?;
+        rules.temporary = any_of(&temporary)?;
         // ASCII word boundaries and case folding keep the whole set on the lazy DFA (Unicode
         // `\b` makes it fall back to the much slower PikeVM on any non-ASCII text); the text is
         // lower-cased before matching, and non-ASCII literals still match their UTF-8 bytes.
-        if !rules.commands.is_empty() {
-            let phrases: Vec<String> = rules
-                .commands
-                .iter()
-                .map(|(_, regex)| format!("(?:{})", regex.as_str()))
-                .collect();
-            rules.any_command = Some(
-                regex::bytes::RegexBuilder::new(&phrases.join("|"))
-                    .case_insensitive(true)
-                    .unicode(false)
-                    .build()
-                    .map_err(|e| RulesError::TooLarge(Box::new(e)))?,
-            );
-        }
-        rules.still_trying = any_of(&still_trying)?;
-        rules.temporary = any_of(&temporary)?;
         rules.set = RegexSetBuilder::new(&patterns)
             .case_insensitive(patterns.iter().any(|p| has_upper_case_literal(p)))
             .unicode(false)
