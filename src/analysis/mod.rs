@@ -322,11 +322,10 @@ impl Analyzer {
             if from_text.is_none() && (diagnostic.is_empty() || vague) {
                 // The bounce's own words: their start, then (prose in scripts of several bytes a
                 // character fills that quickly) more of them.
-                let own_words = context;
-                let mut overall = prose::clean(own_words);
+                let mut overall = prose::clean(context);
                 from_text = self.rules.match_text(&rule_text(&overall));
-                if from_text.is_none() && own_words.len() > overall.len() {
-                    overall = prose::clean_within(own_words, MAX_CONTEXT_RULE_TEXT);
+                if from_text.is_none() && context.len() > overall.len() {
+                    overall = prose::clean_within(context, MAX_CONTEXT_RULE_TEXT);
                     from_text = self.rules.match_text(&rule_text(&overall));
                 }
                 if from_text.is_some() && diagnostic.is_empty() {
