@@ -162,11 +162,21 @@ pub struct SmtpLimits {
     /// Open connections in total, and from one IP address.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
-    /// Seconds to wait for a command, and for each block of message data.
+    /// Seconds a whole command line may take to arrive (counted from the previous reply, not per
+    /// read, so a client trickling a byte at a time is cut off too), and seconds each block of
+    /// message data may take.
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
+    /// After the first `data_timeout_secs` of DATA, the message must keep arriving at this many
+    /// bytes per second on average (a trickled message is cut off, 421).
+    pub min_data_rate: u64,
+    /// Seconds one connection may last in all.
+    pub session_timeout_secs: u64,
     /// Unknown or malformed commands before the connection is dropped.
     pub max_bad_commands: u32,
+    /// NOOP, RSET, HELP, VRFY and EXPN commands one session may send (they keep a connection
+    /// busy without delivering anything).
+    pub max_junk_commands: u32,
     /// Seconds sessions get to finish when the server stops.
     pub shutdown_grace_secs: u64,
 }
@@ -180,7 +190,10 @@ impl Default for SmtpLimits {
             max_connections_per_ip: 50,
             command_timeout_secs: 300,
             data_timeout_secs: 180,
+            min_data_rate: 1024,
+            session_timeout_secs: 1800,
             max_bad_commands: 10,
+            max_junk_commands: 50,
             shutdown_grace_secs: 30,
         }
     }

@@ -338,3 +338,190 @@ async fn starttls_upgrades_and_the_session_starts_over() {
     assert!(say("secret\r\n.\r\n").await.starts_with("250"));
     assert_eq!(sink.messages.lock().unwrap()[0].data, b"secret\r\n");
 }
+
+/// Sends `text` one byte at a time, `pause` apart, until the server closes or answers (the reply),
+/// or for ten seconds at most (an empty reply).
+async fn trickle(c: &mut Client, text: &str, pause: Duration) -> String {
+    let mut reply = Box::pin(c.reader.read_line_owned());
+    let give_up = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(give_up);
+    for byte in text.as_bytes().iter().cycle() {
+        tokio::select! {
+            line = &mut reply => return line,
+            _ = &mut give_up => return String::new(),
+            _ = tokio::time::sleep(pause) => {
+                if c.writer.write_all(&[*byte]).await.is_err() {
+                    return reply.await;
+                }
+            }
+        }
+    }
+    unreachable!("cycle never ends")
+}
+
+trait ReadLineOwned {
+    async fn read_line_owned(&mut self) -> String;
+}
+
+impl ReadLineOwned for BufReader<tokio::net::tcp::OwnedReadHalf> {
+    async fn read_line_owned(&mut self) -> String {
+        let mut line = String::new();
+        let _ = self.read_line(&mut line).await;
+        line
+    }
+}
+
+#[tokio::test]
+async fn a_command_trickled_a_byte_at_a_time_is_cut_off_at_the_command_timeout() {
+    let limits = SmtpLimits {
+        command_timeout_secs: 1,
+        ..SmtpLimits::default()
+    };
+    let (handle, _sink) = start(limits).await;
+    let mut c = Client::connect(&handle).await;
+    let started = std::time::Instant::now();
+    // Each byte comes well within the timeout, the line never within it.
+    let reply = trickle(&mut c, "NOOP keep me open\r\n", Duration::from_millis(200)).await;
+    assert!(reply.starts_with("421 4.4.2"), "{reply:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn message_data_below_the_minimum_rate_is_cut_off() {
+    let limits = SmtpLimits {
+        data_timeout_secs: 1,
+        min_data_rate: 100,
+        ..SmtpLimits::default()
+    };
+    let (handle, sink) = start(limits).await;
+    let mut c = Client::connect(&handle).await;
+    c.command("HELO c").await;
+    c.command("MAIL FROM:<>").await;
+    c.command("RCPT TO:<bounces@bounces.example.org>").await;
+    assert!(c.command("DATA").await.starts_with("354"));
+    let started = std::time::Instant::now();
+    let reply = trickle(&mut c, "x", Duration::from_millis(100)).await;
+    assert!(reply.starts_with("421 4.4.2"), "{reply:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(sink.messages.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn idle_commands_are_capped_and_a_delivered_message_resets_the_count() {
+    let limits = SmtpLimits {
+        max_junk_commands: 3,
+        ..SmtpLimits::default()
+    };
+    let (handle, sink) = start(limits).await;
+    let mut c = Client::connect(&handle).await;
+    c.command("HELO c").await;
+    for command in ["NOOP", "RSET", "HELP"] {
+        assert!(c.command(command).await.starts_with("2"), "{command}");
+    }
+    // A session that delivers is no idler.
+    c.command("MAIL FROM:<>").await;
+    c.command("RCPT TO:<bounces@bounces.example.org>").await;
+    c.command("DATA").await;
+    assert!(c.command("x\r\n.").await.starts_with("250 2.0.0"));
+    for command in ["RSET", "NOOP", "VRFY x"] {
+        assert!(!c.command(command).await.starts_with("421"), "{command}");
+    }
+    assert!(c.command("NOOP").await.starts_with("421 4.7.0"));
+    assert_eq!(sink.messages.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_session_has_a_deadline_of_its_own() {
+    let limits = SmtpLimits {
+        session_timeout_secs: 1,
+        ..SmtpLimits::default()
+    };
+    let (handle, _sink) = start(limits).await;
+    let mut c = Client::connect(&handle).await;
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < Duration::from_secs(5) {
+        // Busy but never delivering, and never idle long enough for the command timeout.
+        last = c.command("HELO c").await;
+        if !last.starts_with("250") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(last.starts_with("421 4.4.2"), "{last:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_trickling_clients_keep_others_out_no_longer_than_the_command_timeout() {
+    const TRICKLERS: usize = 2_000;
+    let limits = SmtpLimits {
+        max_connections: TRICKLERS,
+        max_connections_per_ip: TRICKLERS,
+        command_timeout_secs: 2,
+        ..SmtpLimits::default()
+    };
+    let (handle, sink) = start(limits).await;
+    let addr = handle.local_addr();
+    let mut tricklers = Vec::with_capacity(TRICKLERS);
+    for _ in 0..TRICKLERS {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        tricklers.push(tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            let mut banner = String::new();
+            read.read_line(&mut banner).await.unwrap();
+            // One byte every half second: about 4,000 bytes/s from all of them together.
+            for byte in b"EHLO trickle.example\r\n".iter().cycle() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if write.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    let full_since = std::time::Instant::now();
+    // Every slot is taken: a normal client is turned away until the tricklers are cut off.
+    loop {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line).await;
+        if line.starts_with("220") {
+            break;
+        }
+        assert!(line.starts_with("421 4.7.0"), "{line:?}");
+        assert!(
+            full_since.elapsed() < Duration::from_secs(8),
+            "still kept out after {:?}",
+            full_since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = full_since.elapsed();
+    assert!(waited < Duration::from_secs(5), "kept out for {waited:?}");
+    let mut normal = Client::connect(&handle).await;
+    normal.command("HELO normal.example").await;
+    normal.command("MAIL FROM:<>").await;
+    normal
+        .command("RCPT TO:<bounces@bounces.example.org>")
+        .await;
+    normal.command("DATA").await;
+    assert!(normal.command("x\r\n.").await.starts_with("250 2.0.0"));
+    assert_eq!(sink.messages.lock().unwrap().len(), 1);
+    for trickler in tricklers {
+        trickler.abort();
+    }
+}

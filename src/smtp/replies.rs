@@ -35,6 +35,9 @@ replies! {
     TIMEOUT = 421 "4.4.2" "Timeout, closing connection";
     TOO_MANY_CONNECTIONS = 421 "4.7.0" "Too many connections, try again later";
     TOO_MANY_ERRORS = 421 "4.7.0" "Too many errors, closing connection";
+    TOO_MANY_COMMANDS = 421 "4.7.0" "Too many commands without a message, closing connection";
+    TOO_SLOW = 421 "4.4.2" "Message data too slow, closing connection";
+    SESSION_TOO_LONG = 421 "4.4.2" "Session too long, closing connection";
     STORE_FAILED = 451 "4.3.0" "Temporary failure storing the message, try again later";
     TOO_MANY_RECIPIENTS = 452 "4.5.3" "Too many recipients";
     TLS_UNAVAILABLE = 454 "4.7.0" "TLS not available";

@@ -172,7 +172,18 @@ async fn handle_connection<S: MessageSink>(
     peer: IpAddr,
     shutdown: watch::Receiver<bool>,
 ) {
-    let end = session::serve(context, &mut stream, peer, false, shutdown.clone(), true).await;
+    let session_deadline =
+        tokio::time::Instant::now() + Duration::from_secs(context.limits.session_timeout_secs);
+    let end = session::serve(
+        context,
+        &mut stream,
+        peer,
+        false,
+        shutdown.clone(),
+        true,
+        session_deadline,
+    )
+    .await;
     if end != SessionEnd::StartTls {
         let _ = stream.shutdown().await;
         return;
@@ -180,8 +191,10 @@ async fn handle_connection<S: MessageSink>(
     let Some(acceptor) = context.tls.clone() else {
         return;
     };
-    let handshake = tokio::time::timeout(
-        Duration::from_secs(context.limits.command_timeout_secs),
+    let handshake = tokio::time::timeout_at(
+        session_deadline.min(
+            tokio::time::Instant::now() + Duration::from_secs(context.limits.command_timeout_secs),
+        ),
         acceptor.accept(stream),
     )
     .await;
@@ -190,6 +203,15 @@ async fn handle_connection<S: MessageSink>(
         return;
     };
     // RFC 3207: after TLS the client starts over with EHLO; no new banner.
-    session::serve(context, &mut tls, peer, true, shutdown, false).await;
+    session::serve(
+        context,
+        &mut tls,
+        peer,
+        true,
+        shutdown,
+        false,
+        session_deadline,
+    )
+    .await;
     let _ = tls.shutdown().await;
 }

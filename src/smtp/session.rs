@@ -1,11 +1,16 @@
 //! One SMTP session: commands in, replies out, a message handed to the sink.
 //!
 //! Pipelining: every complete command in the input is answered before the next read, and the
-//! replies go out together. Each read is bounded by a timeout; a line past 4 KiB, a message past
-//! the size limit, too many recipients or too many bad commands each get their reply.
+//! replies go out together. Time is bounded by deadlines, not per read: a whole command line must
+//! arrive within the command timeout, DATA must keep a minimum rate, and the session has a
+//! deadline of its own, so a client trickling a byte at a time cannot hold a connection. A line
+//! past 4 KiB, a message past the size limit, too many recipients, too many bad or idle commands
+//! each get their reply.
 
 use std::net::IpAddr;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
 use smtp_proto::{Error as ParseError, Request};
@@ -55,6 +60,12 @@ struct Session<'a, S, IO> {
     output: String,
     state: Transaction,
     bad_commands: u32,
+    /// NOOP, RSET, HELP, VRFY, EXPN since the last message taken.
+    junk_commands: u32,
+    /// When the next command line must be complete.
+    command_deadline: Instant,
+    /// When the connection ends whatever it is doing.
+    session_deadline: Instant,
     /// A malformed command was cut short: drop input up to the next line end.
     skip_to_line_end: bool,
 }
@@ -67,6 +78,7 @@ pub(crate) async fn serve<S, IO>(
     tls_active: bool,
     shutdown: watch::Receiver<bool>,
     greet: bool,
+    session_deadline: Instant,
 ) -> SessionEnd
 where
     S: MessageSink,
@@ -82,6 +94,9 @@ where
         output: String::new(),
         state: Transaction::default(),
         bad_commands: 0,
+        junk_commands: 0,
+        command_deadline: Instant::now() + Duration::from_secs(ctx.limits.command_timeout_secs),
+        session_deadline,
         skip_to_line_end: false,
     };
     if greet {
@@ -135,16 +150,20 @@ where
             };
             let ended_line = consumed > 0 && self.input[consumed - 1] == b'\n';
             self.input.drain(..consumed);
+            if !matches!(parsed, Err(ParseError::NeedsMoreData { .. })) {
+                // A command is complete: the clock starts again for the next one.
+                self.command_deadline = Instant::now() + self.command_timeout();
+            }
             let request = match parsed {
                 Ok(request) => request,
                 Err(ParseError::NeedsMoreData { .. }) => {
                     if self.skip_to_line_end && !self.input.is_empty() {
                         continue;
                     }
-                    match self.read_more(self.command_timeout(), true).await {
+                    match self.read_more(self.command_deadline, true).await {
                         Input::Data => continue,
                         Input::Closed => return SessionEnd::Closed,
-                        Input::TimedOut => return self.close_with(Reply::TIMEOUT),
+                        Input::TimedOut => return self.close_with(self.timeout_reply()),
                         Input::ShuttingDown => return self.close_with(Reply::SHUTTING_DOWN),
                     }
                 }
@@ -165,6 +184,17 @@ where
                     continue;
                 }
             };
+            let junk = matches!(
+                request,
+                Request::Noop { .. }
+                    | Request::Rset
+                    | Request::Help { .. }
+                    | Request::Vrfy { .. }
+                    | Request::Expn { .. }
+            );
+            if junk && self.junk_command() {
+                return SessionEnd::Closed;
+            }
             match request {
                 Request::Ehlo { host } => {
                     self.state = Transaction {
@@ -270,6 +300,9 @@ where
         receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
         let mut message = Vec::new();
         let mut discard: Option<DummyDataReceiver> = None;
+        let started = Instant::now();
+        let grace = self.data_timeout();
+        let mut received: u64 = 0;
         loop {
             let (done, consumed) = {
                 let mut bytes = self.input.iter();
@@ -280,6 +313,7 @@ where
                 (done, self.input.len() - bytes.as_slice().len())
             };
             self.input.drain(..consumed);
+            received += consumed as u64;
             if discard.is_none() && message.len() > self.ctx.limits.max_message_size {
                 discard = Some(DummyDataReceiver::new_data(&receiver));
                 message = Vec::new();
@@ -287,10 +321,24 @@ where
             if done {
                 break;
             }
-            match self.read_more(self.data_timeout(), false).await {
+            // Each block within the data timeout, and the whole message at the minimum rate once
+            // the first data timeout has passed.
+            let min_rate = self.ctx.limits.min_data_rate.max(1);
+            let rate_deadline =
+                started + grace + Duration::from_millis(received.saturating_mul(1000) / min_rate);
+            let block_deadline = Instant::now() + self.data_timeout();
+            let (deadline, too_slow) = if rate_deadline < block_deadline {
+                (rate_deadline, Reply::TOO_SLOW)
+            } else {
+                (block_deadline, Reply::TIMEOUT)
+            };
+            match self.read_more(deadline, false).await {
                 Input::Data => {}
                 Input::Closed => return Some(SessionEnd::Closed),
-                Input::TimedOut => return Some(self.close_with(Reply::TIMEOUT)),
+                Input::TimedOut if Instant::now() >= self.session_deadline => {
+                    return Some(self.close_with(Reply::SESSION_TOO_LONG));
+                }
+                Input::TimedOut => return Some(self.close_with(too_slow)),
                 Input::ShuttingDown => unreachable!("reads during DATA ignore shutdown"),
             }
         }
@@ -308,15 +356,19 @@ where
             data: message,
         };
         let reply = match self.ctx.sink.deliver(received).await {
-            Ok(()) => Reply::ACCEPTED,
+            Ok(()) => {
+                self.junk_commands = 0;
+                Reply::ACCEPTED
+            }
             Err(error) => sink_reply(&error),
         };
         self.reply(&reply);
         None
     }
 
-    /// Reads more input, waiting at most `timeout`; `idle` reads also end on shutdown.
-    async fn read_more(&mut self, timeout: Duration, idle: bool) -> Input {
+    /// Reads more input, waiting until `deadline` at most (and never past the session's);
+    /// `idle` reads also end on shutdown.
+    async fn read_more(&mut self, deadline: Instant, idle: bool) -> Input {
         if self.flush().await.is_err() {
             return Input::Closed;
         }
@@ -328,7 +380,7 @@ where
         self.input.reserve(READ_CHUNK);
         let read = self.io.read_buf(&mut self.input);
         let result = tokio::select! {
-            result = tokio::time::timeout(timeout, read) => result,
+            result = tokio::time::timeout_at(deadline.min(self.session_deadline), read) => result,
             _ = self.shutdown.changed(), if idle_between_transactions => return Input::ShuttingDown,
         };
         match result {
@@ -351,6 +403,26 @@ where
         }
         self.reply(&reply);
         false
+    }
+
+    /// Counts a NOOP, RSET, HELP, VRFY or EXPN; `true` when the client has sent too many since
+    /// its last message and is dropped.
+    fn junk_command(&mut self) -> bool {
+        self.junk_commands += 1;
+        if self.junk_commands > self.ctx.limits.max_junk_commands {
+            self.reply(&Reply::TOO_MANY_COMMANDS);
+            return true;
+        }
+        false
+    }
+
+    /// Why a wait for a command ended: the command's own deadline, or the session's.
+    fn timeout_reply(&self) -> Reply {
+        if Instant::now() >= self.session_deadline {
+            Reply::SESSION_TOO_LONG
+        } else {
+            Reply::TIMEOUT
+        }
     }
 
     fn close_with(&mut self, reply: Reply) -> SessionEnd {
