@@ -119,19 +119,63 @@ fn normalize_local_part(local: &str) -> Result<String, AddressError> {
         return Err(AddressError::LocalPartTooLong);
     }
     if local.len() >= 2 && local.starts_with('"') && local.ends_with('"') {
-        let inner = &local[1..local.len() - 1];
-        if let Some(c) = inner.chars().find(|c| c.is_control()) {
+        return normalize_quoted(&local[1..local.len() - 1]);
+    }
+    check_dot_atom(local)?;
+    Ok(local.to_lowercase())
+}
+
+/// A quoted local part (RFC 5321 §4.1.2) is the same mailbox as its unquoted content when that
+/// content is a dot-atom (`"jane"` is `jane`, `"j\ane"` too); otherwise it stays quoted, in one
+/// canonical form (only `"` and `\` escaped), so every spelling of it matches.
+fn normalize_quoted(inner: &str) -> Result<String, AddressError> {
+    let mut content = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\\' => chars.next().ok_or(AddressError::InvalidLocalPart('\\'))?,
+            '"' => return Err(AddressError::InvalidLocalPart('"')),
+            c => c,
+        };
+        if c.is_control() {
             return Err(AddressError::InvalidLocalPart(c));
         }
-        return Ok(local.to_lowercase());
+        content.push(c);
     }
+    if content.is_empty() {
+        return Err(AddressError::EmptyLocalPart);
+    }
+    let content = content.to_lowercase();
+    if check_dot_atom(&content).is_ok() {
+        return Ok(content);
+    }
+    let mut quoted = String::with_capacity(content.len() + 2);
+    quoted.push('"');
+    for c in content.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    Ok(quoted)
+}
+
+/// An unquoted local part: `atext` words joined by single dots.
+fn check_dot_atom(local: &str) -> Result<(), AddressError> {
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err(AddressError::MisplacedDot);
     }
     if let Some(c) = local.chars().find(|&c| !is_atext(c) && c != '.') {
         return Err(AddressError::InvalidLocalPart(c));
     }
-    Ok(local.to_lowercase())
+    Ok(())
+}
+
+/// Whether the local part is a plain dot-atom, as every address the gateway itself issues is
+/// (quoted local parts never match one of its own addresses).
+pub fn is_dot_atom(local: &str) -> bool {
+    !local.is_empty() && check_dot_atom(local).is_ok()
 }
 
 /// RFC 5322 `atext`, extended by RFC 6531 to every non-ASCII character.
@@ -266,5 +310,67 @@ mod tests {
         let address = EmailAddress::parse("Info@Acme.Example").unwrap();
         assert_eq!(address.local_part(), "info");
         assert_eq!(address.domain(), "acme.example");
+    }
+}
+
+#[cfg(test)]
+mod equivalence {
+    use super::EmailAddress;
+
+    fn normalized(input: &str) -> String {
+        EmailAddress::parse(input)
+            .unwrap_or_else(|e| panic!("{input:?}: {e}"))
+            .normalized()
+            .to_string()
+    }
+
+    /// Spellings of one mailbox match; different mailboxes do not.
+    #[test]
+    fn equivalent_and_different_forms() {
+        for (a, b) in [
+            ("\"jane\"@example.com", "jane@example.com"),
+            ("\"Jane.Doe\"@Example.COM", "jane.doe@example.com"),
+            ("\"j\\ane\"@example.com", "jane@example.com"),
+            ("jane@EXAMPLE.com.", "jane@example.com"),
+            ("<\"jane\"@example.com>", "jane@example.com"),
+            ("jane@bücher.example", "jane@xn--bcher-kva.example"),
+            ("jane@BÜCHER.example", "jane@xn--bcher-kva.example"),
+            ("\"john doe\"@example.org", "\"John Doe\"@example.org"),
+            ("\"john\\ doe\"@example.org", "\"john doe\"@example.org"),
+            ("\"a\\\"b\"@example.org", "\"a\\\"b\"@example.org"),
+        ] {
+            assert_eq!(normalized(a), normalized(b), "{a} ~ {b}");
+        }
+        for (a, b) in [
+            ("\"john doe\"@example.org", "johndoe@example.org"),
+            ("\"jane.\"@example.com", "jane@example.com"),
+            ("jane@example.com", "jane@example.co"),
+            ("\"a,b\"@example.org", "a@example.org"),
+        ] {
+            assert_ne!(normalized(a), normalized(b), "{a} !~ {b}");
+        }
+        assert_eq!(normalized("\"jane\"@example.com"), "jane@example.com");
+        assert_eq!(
+            normalized("\"John Doe\"@example.org"),
+            "\"john doe\"@example.org"
+        );
+    }
+
+    #[test]
+    fn broken_quoting_is_refused() {
+        for input in [
+            "\"\"@example.org",
+            "\"a\"b\"@example.org",
+            "\"a\\\"@example.org",
+            "\"a\u{7}b\"@example.org",
+            "\"a\r\nb\"@example.org",
+            "a\"b@example.org",
+            "\"a\".b@example.org",
+        ] {
+            assert!(
+                EmailAddress::parse(input).is_err(),
+                "{input:?} was accepted"
+            );
+        }
     }
 }

@@ -475,3 +475,90 @@ fn classify_reads_files_folders_and_mailboxes_as_the_contract_says() {
         "the readable file is still classified"
     );
 }
+
+/// One mailbox in many spellings is one suppression everywhere; a different mailbox is not.
+#[tokio::test]
+async fn address_forms_match_across_check_filter_and_import() {
+    let equivalent = [
+        "jane@example.com",
+        "\"jane\"@example.com",
+        "\"Jane\"@EXAMPLE.com",
+        "\"j\\ane\"@example.com",
+        "JANE@example.com.",
+        "<\"jane\"@example.com>",
+    ];
+    let different = [
+        "\"jane \"@example.com",
+        "jane@example.co",
+        "\"jane.\"@example.com",
+    ];
+    for db in databases().await {
+        let config = write_config(&db, "");
+        let jsonl = db.path("one.jsonl");
+        std::fs::write(
+            &jsonl,
+            "{\"email\": \"\\\"jane\\\"@Example.com\", \"reason\": \"unsubscribe\", \"company\": \"acme\"}\n\
+             {\"email\": \"m\u{fc}ller@b\u{fc}cher.example\", \"reason\": \"unsubscribe\", \"company\": \"acme\"}\n",
+        )
+        .unwrap();
+        let import = json(&bouncegate(
+            &config,
+            &["import", jsonl.to_str().unwrap(), "--json"],
+        ));
+        assert_eq!(import["added"], 2, "{}: {import}", db.backend);
+        // Every equivalent spelling re-imported changes nothing.
+        let again = db.path("again.jsonl");
+        let lines: String = equivalent
+            .iter()
+            .chain(["M\u{fc}ller@xn--bcher-kva.example"].iter())
+            .filter(|a| !a.starts_with('<'))
+            .map(|a| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"email": a, "reason": "unsubscribe", "company": "acme"})
+                )
+            })
+            .collect();
+        std::fs::write(&again, lines).unwrap();
+        let again = json(&bouncegate(
+            &config,
+            &["import", again.to_str().unwrap(), "--json"],
+        ));
+        assert_eq!(
+            (again["added"].as_u64(), again["unchanged"].as_u64()),
+            (Some(0), Some(6)),
+            "{}: {again}",
+            db.backend
+        );
+
+        for form in equivalent {
+            let check = bouncegate(&config, &["check", form, "--company", "acme"]);
+            expect_exit(
+                &check,
+                1,
+                &format!("{}: {form} is the suppressed mailbox", db.backend),
+            );
+        }
+        for form in different {
+            let check = bouncegate(&config, &["check", form, "--company", "acme"]);
+            expect_exit(
+                &check,
+                0,
+                &format!("{}: {form} is another mailbox", db.backend),
+            );
+        }
+        let list: String = equivalent
+            .iter()
+            .chain(different.iter())
+            .map(|a| format!("{a}\n"))
+            .collect();
+        let filter = bouncegate_with_input(
+            &config,
+            &["filter", "--company", "acme", "-"],
+            Some(list.as_bytes()),
+        );
+        expect_exit(&filter, 0, "filter");
+        let sendable: Vec<String> = stdout(&filter).lines().map(str::to_string).collect();
+        assert_eq!(sendable, different, "{}", db.backend);
+    }
+}

@@ -514,3 +514,42 @@ async fn a_real_client_delivers_a_bounce() {
         g.handle.shutdown().await;
     }
 }
+
+/// RCPT takes the listener's addresses in any spelling of the same mailbox, and nothing that
+/// smuggles a second address or a space into the local part.
+#[tokio::test]
+async fn quoted_and_smuggled_recipients_are_matched_or_refused() {
+    for db in databases().await {
+        let g = start(&db, "trust_unsigned_bounces = true").await;
+        let mail = dsn(
+            "victim@gmail.example",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 user unknown",
+            "q1",
+        );
+        for (rcpt, expected) in [
+            (format!("\"bounces\"@{DOMAIN}"), "250"),
+            (format!("Bounces@{}", DOMAIN.to_uppercase()), "250"),
+            (
+                format!("\"b+x, victim@gmail.example\"@{DOMAIN}"),
+                "550 5.1.1",
+            ),
+            (format!("\"b+x victim\"@{DOMAIN}"), "550 5.1.1"),
+            (format!("\"unsubscribe-acme \"@{DOMAIN}"), "550 5.1.1"),
+            (format!("\"bounces\\\"\"@{DOMAIN}"), "5"),
+            (format!("b+abc,def@{DOMAIN}"), "5"),
+        ] {
+            let reply = smtp(&g, "", &rcpt, &mail).await;
+            assert!(
+                reply.starts_with(expected),
+                "{}: {rcpt}: {reply}",
+                db.backend
+            );
+        }
+        // The one accepted bounce suppresses the reported address; nothing was smuggled past.
+        let status = g.service.status("victim@gmail.example").await.unwrap();
+        assert_eq!(status.suppressions.len(), 1, "{}", db.backend);
+        g.handle.shutdown().await;
+    }
+}

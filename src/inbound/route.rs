@@ -2,6 +2,7 @@
 //! scripts rely on them): `b+TOKEN@`, `bounces@`, `unsubscribe+TOKEN@`, `unsubscribe-<company>@`
 //! and `fbl@`, all at the inbound domain. Anything else is not ours: 550 at RCPT.
 
+use crate::address::{EmailAddress, is_dot_atom};
 use crate::config::{Config, LocalParts};
 
 /// What a recipient address stands for.
@@ -18,23 +19,27 @@ pub enum Route {
 }
 
 /// The route of `address`, if it is one of ours.
+///
+/// The address is parsed as any other (quotes, case, IDNA, trailing dot): `"bounces"@` is
+/// `bounces@`. A local part that stays quoted (spaces, `@`, `,`, control characters) is never
+/// one of ours, and a token is base32 only, so no address smuggles a second recipient in.
 pub fn route(address: &str, config: &Config) -> Option<Route> {
-    let (local, domain) = address
-        .trim()
-        .trim_matches(|c| c == '<' || c == '>')
-        .rsplit_once('@')?;
-    if !domain
-        .trim_end_matches('.')
-        .eq_ignore_ascii_case(&config.inbound.domain)
+    let address = EmailAddress::parse(address).ok()?;
+    if !address
+        .domain()
+        .eq_ignore_ascii_case(config.inbound.domain.trim_end_matches('.'))
     {
         return None;
     }
+    let local = address.local_part();
+    if !is_dot_atom(local) {
+        return None;
+    }
     let parts: &LocalParts = &config.inbound.local_parts;
-    let lower = local.to_ascii_lowercase();
-    if lower == parts.bounces {
+    if local == parts.bounces {
         return Some(Route::Bounce { token: None });
     }
-    if lower == parts.feedback {
+    if local == parts.feedback {
         return Some(Route::Feedback);
     }
     if let Some(token) = tagged(local, &parts.verp_prefix) {
@@ -47,16 +52,19 @@ pub fn route(address: &str, config: &Config) -> Option<Route> {
             token: token.to_string(),
         });
     }
-    let company = lower.strip_prefix(&format!("{}-", parts.unsubscribe_prefix))?;
+    let company = local.strip_prefix(&format!("{}-", parts.unsubscribe_prefix))?;
     config.company(company).map(|_| Route::UnsubscribeCompany {
         company: company.to_string(),
     })
 }
 
-/// `prefix+TAG` → `TAG` (non-empty).
+/// `prefix+TAG` → `TAG` (non-empty, letters and digits: tokens are base32).
 fn tagged<'a>(local: &'a str, prefix: &str) -> Option<&'a str> {
     let (head, tag) = local.split_once('+')?;
-    (head.eq_ignore_ascii_case(prefix) && !tag.is_empty()).then_some(tag)
+    (head.eq_ignore_ascii_case(prefix)
+        && !tag.is_empty()
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric()))
+    .then_some(tag)
 }
 
 #[cfg(test)]
@@ -104,6 +112,23 @@ mod tests {
             ("postmaster@bounces.example.org", None),
             ("bounces@other.example.org", None),
             ("someone@example.net", None),
+            (
+                "\"bounces\"@bounces.example.org",
+                Some(Route::Bounce { token: None }),
+            ),
+            (
+                "b+abc123@BOUNCES.example.org.",
+                Some(Route::Bounce {
+                    token: Some("abc123".into()),
+                }),
+            ),
+            ("\"b+x, victim@gmail.com\"@bounces.example.org", None),
+            ("b+x, victim@gmail.com@bounces.example.org", None),
+            ("\"b+x victim\"@bounces.example.org", None),
+            ("\"bounces\r\n\"@bounces.example.org", None),
+            ("b+abc,def@bounces.example.org", None),
+            ("b+abc=def@bounces.example.org", None),
+            ("unsubscribe+x%y@bounces.example.org", None),
         ] {
             assert_eq!(route(address, &config), expected, "{address}");
         }
