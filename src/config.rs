@@ -105,6 +105,11 @@ pub struct InboundConfig {
     pub soft_bounce_expiry_days: Option<u32>,
     /// Days a VERP or unsubscribe token stays valid after it was minted.
     pub token_max_age_days: u32,
+    /// Plain unsubscribe mails (to `unsubscribe-<company>@`) from one client IP within an hour
+    /// that take effect unauthenticated; past it they are kept for staff review instead.
+    pub max_unsubscribes_per_sender_ip_per_hour: u32,
+    /// `IP:port` of the DNS server asked for DKIM keys and SPF records (default: the system's).
+    pub dns_resolver: Option<SocketAddr>,
     pub limits: SmtpLimits,
     pub local_parts: LocalParts,
 }
@@ -145,6 +150,8 @@ impl Default for InboundConfig {
             soft_bounce_window_days: 30,
             soft_bounce_expiry_days: None,
             token_max_age_days: 400,
+            max_unsubscribes_per_sender_ip_per_hour: 20,
+            dns_resolver: None,
             limits: SmtpLimits::default(),
             local_parts: LocalParts::default(),
         }

@@ -95,6 +95,9 @@ vocabulary! {
         Dsn => "dsn",
         Arf => "arf",
         UnsubscribeMail => "unsubscribe_mail",
+        /// An unsubscribe mail whose From could not be authenticated (no aligned DKIM or SPF
+        /// pass): honoured, but staff may lift it with a note.
+        UnverifiedMail => "unverified_mail",
         OneClick => "one_click",
         Api => "api",
         Cli => "cli",
@@ -312,6 +315,12 @@ impl SuppressionRecord {
     /// Whether the suppression still counts at `now`.
     pub fn is_in_force(&self, now: Timestamp) -> bool {
         self.expires_at.is_none_or(|t| t > now)
+    }
+
+    /// An opt-out its owner proved they made: only their confirmed opt-in lifts it. An
+    /// unsubscribe mail whose sender could not be authenticated is not one (staff may lift it).
+    pub fn is_owners_opt_out(&self) -> bool {
+        self.reason.is_owner_opt_out() && self.source != Source::UnverifiedMail
     }
 }
 

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::config::PolicyConfig;
 use crate::model::{
-    AddressRecords, Channel, ContactStatus, MailClass, Reason, Scope, SuppressionRecord, Timestamp,
+    AddressRecords, Channel, ContactStatus, MailClass, Reason, Scope, Source, SuppressionRecord,
+    Timestamp,
 };
 
 /// The question: may mail of this company/brand and class go out on this channel?
@@ -51,6 +52,10 @@ pub struct Blocking {
     pub created_at: Timestamp,
     pub note: Option<String>,
     pub evidence_id: Option<i64>,
+    /// Where the suppression came from (`unverified_mail`: an unsubscribe mail whose sender was
+    /// not authenticated); `None` for an erasure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
     /// The suppression row, `None` for an erasure.
     #[serde(skip)]
     pub suppression_id: Option<i64>,
@@ -91,6 +96,7 @@ impl Policy {
                 created_at: erased_at,
                 note: Some("erased on a data-protection request".into()),
                 evidence_id: None,
+                source: None,
                 suppression_id: None,
             });
         }
@@ -106,6 +112,7 @@ impl Policy {
                 created_at: suppression.created_at,
                 note: suppression.note.clone(),
                 evidence_id: suppression.evidence_id,
+                source: Some(suppression.source),
                 suppression_id: Some(suppression.id),
             });
         }

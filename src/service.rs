@@ -13,8 +13,8 @@ use crate::model::{
 };
 use crate::policy::{self, Policy, SendQuery, Verdict};
 use crate::store::{
-    AddOutcome, BatchOutcome, ConsentOutcome, EraseOutcome, EvidenceRecord, NewConsent,
-    NewSuppression, Store, StoreError,
+    AddOutcome, BatchOutcome, ConsentOutcome, EraseOutcome, EventRecord, EvidenceRecord,
+    HELD_UNSUBSCRIBE, NewConsent, NewSuppression, ReviewDecision, ReviewOutcome, Store, StoreError,
 };
 
 /// A request the service refuses, or a store failure.
@@ -36,6 +36,12 @@ pub enum ServiceError {
         "a note is required for manual suppressions: say why, for whoever answers a data-protection request"
     )]
     NoteRequired,
+    #[error(
+        "lifting an unsubscribe whose sender was not authenticated needs a note (--note): say why, it is shown beside the lift"
+    )]
+    LiftNoteRequired,
+    #[error("event {0} is not an unsubscribe mail held for review (see `bouncegate review`)")]
+    NotHeld(i64),
     #[error("the consent is dated in the future ({0})")]
     ConsentInFuture(String),
     #[error(transparent)]
@@ -309,7 +315,8 @@ impl SuppressionService {
             .await?)
     }
 
-    /// Lifts the matching bounce and manual suppressions; the owner's opt-outs are refused.
+    /// Lifts the matching bounce and manual suppressions, and unsubscribes whose sender was not
+    /// authenticated (with a note); the owner's opt-outs are refused.
     ///
     /// # Errors
     /// Invalid address or scope, store failure.
@@ -330,7 +337,11 @@ impl SuppressionService {
             .filter(|s| request.reason.is_none_or(|r| r == s.reason))
             .filter(|s| request.channel.is_none_or(|c| c == s.channel))
             .filter(|s| scope.as_ref().is_none_or(|scope| *scope == s.scope))
-            .partition(|s| s.reason.is_owner_opt_out());
+            .partition(|s| s.is_owners_opt_out());
+        let unverified = liftable.iter().any(|s| s.source == Source::UnverifiedMail);
+        if unverified && request.note.is_none_or(|n| n.trim().is_empty()) {
+            return Err(ServiceError::LiftNoteRequired);
+        }
         let ids: Vec<i64> = liftable.iter().map(|s| s.id).collect();
         let lifted_ids = self
             .store
@@ -389,6 +400,75 @@ impl SuppressionService {
     pub async fn erase(&self, address: &str) -> Result<EraseOutcome, ServiceError> {
         let address = Self::parse_address(address)?;
         Ok(self.store.erase(&address, chrono::Utc::now()).await?)
+    }
+
+    /// Plain unsubscribe mails held for review (unauthenticated, past the per-IP limit).
+    ///
+    /// # Errors
+    /// Store failure.
+    pub async fn held_unsubscribes(&self) -> Result<Vec<EventRecord>, ServiceError> {
+        Ok(self.store.held_unsubscribes().await?)
+    }
+
+    /// Staff's decision on a held unsubscribe mail: accepted, it suppresses as an unverified
+    /// unsubscribe (liftable by staff, with the mail as evidence); dismissed, nothing comes of it.
+    ///
+    /// # Errors
+    /// No such held event, no note, the address was erased meanwhile, store failure.
+    pub async fn review_held(
+        &self,
+        event_id: i64,
+        decision: ReviewDecision,
+        decided_by: &str,
+        note: &str,
+    ) -> Result<ReviewOutcome, ServiceError> {
+        let note = note.trim();
+        if note.is_empty() {
+            return Err(ServiceError::NoteRequired);
+        }
+        let event = self
+            .store
+            .event(event_id)
+            .await?
+            .filter(|e| e.kind == HELD_UNSUBSCRIBE)
+            .ok_or(ServiceError::NotHeld(event_id))?;
+        let now = chrono::Utc::now();
+        let suppression = match decision {
+            ReviewDecision::Dismissed => None,
+            ReviewDecision::Accepted => {
+                let address = event
+                    .address
+                    .as_deref()
+                    .ok_or(ServiceError::NotHeld(event_id))?;
+                let scope = Scope::from_parts(Some(&event.company), Some(&event.brand))
+                    .ok_or(ServiceError::NotHeld(event_id))?;
+                Some(NewSuppression {
+                    address: Self::parse_address(address)?,
+                    channel: Channel::Email,
+                    scope,
+                    reason: Reason::Unsubscribe,
+                    source: Source::UnverifiedMail,
+                    note: Some(format!(
+                        "held unsubscribe mail accepted by {decided_by}: {note}"
+                    )),
+                    created_at: now,
+                    expires_at: None,
+                    evidence_id: event.evidence_id,
+                    event_id: Some(event.id),
+                })
+            }
+        };
+        Ok(self
+            .store
+            .decide_held(
+                event_id,
+                decision,
+                suppression.as_ref(),
+                decided_by,
+                note,
+                now,
+            )
+            .await?)
     }
 
     /// Stored evidence.

@@ -553,3 +553,215 @@ async fn quoted_and_smuggled_recipients_are_matched_or_refused() {
         g.handle.shutdown().await;
     }
 }
+
+/// A DKIM-signed mail (Ed25519, `d=domain`, selector `s1`), and the key record to publish.
+fn dkim_signed(domain: &str, mail: &str) -> (String, String) {
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter as _;
+    use mail_auth::dkim::DkimSigner;
+    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let record = format!(
+        "v=DKIM1; k=ed25519; p={}",
+        data_encoding::BASE64.encode(&key.public_key())
+    );
+    let signature = DkimSigner::from_key(key)
+        .domain(domain)
+        .selector("s1")
+        .headers(["From", "To", "Subject"])
+        .sign(mail.as_bytes())
+        .unwrap();
+    (format!("{}{mail}", signature.to_header()), record)
+}
+
+/// `unsubscribe-<company>@` believes a From only when DKIM or SPF proves it: a forged one is still
+/// honoured, as `unverified_mail` that staff may lift; past the per-IP limit it waits for review.
+#[tokio::test]
+async fn plain_unsubscribes_are_the_owners_only_when_the_sender_is_authenticated() {
+    let dns = common::dns::DnsStub::start().await;
+    dns.txt("spf.example", "v=spf1 ip4:127.0.0.1 -all");
+    dns.txt("forged.example", "v=spf1 ip4:192.0.2.1 -all");
+    let body =
+        "To: unsubscribe-acme@bounces.example.org\r\nSubject: unsubscribe\r\n\r\nPlease stop.\r\n";
+    let (signed, key) = dkim_signed("dkim.example", &format!("From: ben@dkim.example\r\n{body}"));
+    dns.txt("s1._domainkey.dkim.example", &key);
+    // Signed with a key of its own, then altered: the published key does not verify it.
+    let (forged_signature, _unpublished) = dkim_signed(
+        "dkim.example",
+        &format!("From: carl@dkim.example\r\n{body}"),
+    );
+    let tampered = forged_signature.replace("Please stop.", "Please stop!");
+    for db in databases().await {
+        let g = start(
+            &db,
+            &format!(
+                "dns_resolver = \"{}\"\nmax_unsubscribes_per_sender_ip_per_hour = 4",
+                dns.addr
+            ),
+        )
+        .await;
+        let rcpt = format!("unsubscribe-acme@{DOMAIN}");
+        let source = async |address: &str| {
+            let status = g.service.status(address).await.unwrap();
+            status.suppressions.first().map(|s| s.source.as_str())
+        };
+        // 1: SPF passes for the envelope domain, aligned with From.
+        let spf = format!("From: anna@spf.example\r\n{body}");
+        assert!(
+            smtp(&g, "anna@spf.example", &rcpt, &spf)
+                .await
+                .starts_with("250")
+        );
+        assert_eq!(
+            source("anna@spf.example").await,
+            Some("unsubscribe_mail"),
+            "{}",
+            db.backend
+        );
+        // 2: DKIM passes for the From domain; the envelope proves nothing.
+        assert!(smtp(&g, "", &rcpt, &signed).await.starts_with("250"));
+        assert_eq!(
+            source("ben@dkim.example").await,
+            Some("unsubscribe_mail"),
+            "{}",
+            db.backend
+        );
+        // 3: a forged From (SPF fails), honoured but unverified.
+        let forged = format!("From: victim@forged.example\r\n{body}");
+        assert!(
+            smtp(&g, "victim@forged.example", &rcpt, &forged)
+                .await
+                .starts_with("250")
+        );
+        assert_eq!(
+            source("victim@forged.example").await,
+            Some("unverified_mail"),
+            "{}",
+            db.backend
+        );
+        assert!(
+            !g.allowed("victim@forged.example", None).await.0,
+            "{}: honoured",
+            db.backend
+        );
+        // 4: a DKIM signature that does not verify proves nothing.
+        assert!(smtp(&g, "", &rcpt, &tampered).await.starts_with("250"));
+        assert_eq!(
+            source("carl@dkim.example").await,
+            Some("unverified_mail"),
+            "{}",
+            db.backend
+        );
+        // 5: past the limit from this IP, an unauthenticated one waits for review.
+        let fifth = format!("From: dora@forged.example\r\n{body}");
+        assert!(
+            smtp(&g, "dora@forged.example", &rcpt, &fifth)
+                .await
+                .starts_with("250")
+        );
+        assert!(
+            g.allowed("dora@forged.example", None).await.0,
+            "{}: held",
+            db.backend
+        );
+        let held = g
+            .service
+            .store()
+            .events_of_kind("unsubscribe_held", 10)
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 1, "{}", db.backend);
+        assert_eq!(held[0].address.as_deref(), Some("dora@forged.example"));
+        assert!(held[0].evidence_id.is_some(), "the mail is kept");
+        // Staff decide on the held one: accepted, it is an unverified unsubscribe with its mail.
+        use bouncegate::store::{ReviewDecision, ReviewOutcome};
+        let held_id = held[0].id;
+        assert!(
+            g.service
+                .review_held(held_id, ReviewDecision::Accepted, "test", " ")
+                .await
+                .is_err()
+        );
+        let decided = g
+            .service
+            .review_held(
+                held_id,
+                ReviewDecision::Accepted,
+                "test",
+                "called the customer",
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(decided, ReviewOutcome::Decided(Some(_))),
+            "{decided:?}"
+        );
+        assert_eq!(
+            source("dora@forged.example").await,
+            Some("unverified_mail"),
+            "{}",
+            db.backend
+        );
+        let status = g.service.status("dora@forged.example").await.unwrap();
+        assert_eq!(status.suppressions[0].evidence_id, held[0].evidence_id);
+        assert_eq!(
+            g.service
+                .review_held(held_id, ReviewDecision::Dismissed, "test", "again")
+                .await
+                .unwrap(),
+            ReviewOutcome::AlreadyDecided
+        );
+        assert!(g.service.held_unsubscribes().await.unwrap().is_empty());
+        // 6: an authenticated one still counts past the limit.
+        let late = format!("From: emil@spf.example\r\n{body}");
+        assert!(
+            smtp(&g, "emil@spf.example", &rcpt, &late)
+                .await
+                .starts_with("250")
+        );
+        assert_eq!(
+            source("emil@spf.example").await,
+            Some("unsubscribe_mail"),
+            "{}",
+            db.backend
+        );
+
+        // Staff may lift the unverified one, with a note; the owner's stay.
+        let lift = |note: Option<&'static str>| bouncegate::service::LiftRequest {
+            reason: None,
+            company: None,
+            brand: None,
+            channel: None,
+            lifted_by: "test",
+            note,
+        };
+        assert!(
+            g.service
+                .lift("victim@forged.example", &lift(None))
+                .await
+                .is_err()
+        );
+        let lifted = g
+            .service
+            .lift(
+                "victim@forged.example",
+                &lift(Some("the customer says it was not them")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(lifted.lifted.len(), 1, "{}", db.backend);
+        assert!(g.allowed("victim@forged.example", None).await.0);
+        let owners = g
+            .service
+            .lift("anna@spf.example", &lift(Some("staff try")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (owners.lifted.len(), owners.refused.len()),
+            (0, 1),
+            "{}",
+            db.backend
+        );
+        g.handle.shutdown().await;
+    }
+}

@@ -6,6 +6,7 @@ mod bulk;
 mod classify;
 mod manage;
 mod query;
+mod review;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,8 @@ enum Command {
     Filter(bulk::FilterArgs),
     /// Analyse bounce, complaint and auto-reply mails (files or folders).
     Classify(classify::ClassifyArgs),
+    /// Unsubscribe mails held for staff review (sender not authenticated, too many from one IP).
+    Review(review::ReviewArgs),
     /// Stored evidence.
     Evidence {
         #[command(subcommand)]
@@ -150,10 +153,27 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: errors that already say their cause
+/// (`invalid address …: the local part …`) do not get it repeated.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -181,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Import(args) => bulk::import(&service, args).await?,
         Command::Export(args) => bulk::export(&service, args).await?,
         Command::Filter(args) => bulk::filter(&service, args).await?,
+        Command::Review(args) => review::review(&service, args).await?,
         Command::Evidence {
             command: EvidenceCommand::Show(args),
         } => manage::evidence_show(&service, args).await?,
@@ -238,6 +259,20 @@ mod tests {
             redact("sqlite://data/bouncegate.db"),
             "sqlite://data/bouncegate.db"
         );
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        let address = crate::service::SuppressionService::parse_address("a..b@example.org")
+            .expect_err("invalid");
+        let error = anyhow::Error::new(address).context("check");
+        assert_eq!(
+            error_text(&error),
+            "check: invalid address \"a..b@example.org\": the local part has a leading, trailing or doubled '.'"
+        );
+        let io = std::io::Error::other("disk full");
+        let error = anyhow::Error::new(io).context("cannot write export.csv");
+        assert_eq!(error_text(&error), "cannot write export.csv: disk full");
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub async fn check(service: &SuppressionService, args: CheckArgs) -> anyhow::Res
                 b.scope,
                 format_time(&b.created_at)
             );
+            if let Some(source) = b.source {
+                print!(" from {source}");
+            }
             if let Some(id) = b.evidence_id {
                 print!(", evidence {id}");
             }

@@ -6,13 +6,18 @@
 //! `inbound.trust_unsigned_bounces` (for senders that do not relay through bouncegate). Forged
 //! bounces are no way to unsubscribe other people.
 
+mod auth;
 mod committer;
 mod route;
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use chrono::Duration;
 
+pub use auth::{Authentication, Envelope, SenderAuthenticator, aligned};
 pub use route::{Route, route};
 
 use crate::address::EmailAddress;
@@ -34,6 +39,24 @@ pub struct InboundSink {
     analyzer: Analyzer,
     keys: TokenKeys,
     committer: Committer,
+    /// Checks who sent a plain unsubscribe mail; `None` when DNS could not be set up (every
+    /// such mail is then unauthenticated).
+    authenticator: Option<SenderAuthenticator>,
+    /// Plain unsubscribe mails per client IP in the last hour.
+    unsubscribe_rate: UnsubscribeRate,
+}
+
+/// How far an unsubscribe request is to be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Standing {
+    /// The owner made it: a valid token, or a mail whose From is authenticated.
+    Proven(Authentication),
+    /// A mail whose From could not be authenticated: honoured, liftable by staff.
+    Unverified,
+    /// Unauthenticated and past the per-IP limit: kept for staff review, suppresses nothing.
+    Held(String),
+    /// A token that does not verify: nothing comes of it.
+    Refused,
 }
 
 /// One reported recipient, attributed.
@@ -54,12 +77,21 @@ struct Attribution {
 impl InboundSink {
     /// A sink writing to `store`.
     pub fn new(store: Store, config: Arc<Config>, analyzer: Analyzer) -> Self {
+        let authenticator = match SenderAuthenticator::new(config.inbound.dns_resolver) {
+            Ok(authenticator) => Some(authenticator),
+            Err(error) => {
+                tracing::error!(%error, "plain unsubscribe mails will all count as unauthenticated");
+                None
+            }
+        };
         Self {
             keys: TokenKeys::new(store.secret()),
             committer: Committer::start(store.clone()),
             store,
             config,
             analyzer,
+            authenticator,
+            unsubscribe_rate: UnsubscribeRate::default(),
         }
     }
 
@@ -361,17 +393,25 @@ impl InboundSink {
                 Scope::Company(s.company.clone())
             }
         });
+        let standing = if verified.is_some() {
+            Standing::Proven(Authentication::None)
+        } else {
+            Standing::Refused
+        };
         Ok(vec![self.unsubscribe_event(
             report,
             target,
             scope,
-            verified.is_some(),
+            standing,
+            Source::UnsubscribeMail,
             now,
         )])
     }
 
     /// A mail to `unsubscribe-<company>@`: its sender is unsubscribed from the company, or from
-    /// the brand of the message it answers.
+    /// the brand of the message it answers. The From must be authenticated (aligned DKIM or SPF)
+    /// to count as the owner's opt-out; otherwise it is honoured as unverified, or, past the
+    /// per-IP limit, kept for staff review.
     async fn unsubscribe_by_mail(
         &self,
         report: &Report,
@@ -412,13 +452,50 @@ impl InboundSink {
                 }
             }
         }
+        let standing = match &target {
+            Some(target) if !is_automatic(report.kind) => {
+                self.standing_of_mail(message, target).await
+            }
+            _ => Standing::Unverified,
+        };
         Ok(vec![self.unsubscribe_event(
             report,
             target,
             Some(scope),
-            true,
+            standing,
+            Source::UnsubscribeMail,
             now,
         )])
+    }
+
+    /// Authenticates the author of a plain unsubscribe mail, and holds unauthenticated ones past
+    /// the per-IP limit.
+    async fn standing_of_mail(&self, message: &ReceivedMessage, target: &EmailAddress) -> Standing {
+        let authentication = match &self.authenticator {
+            Some(authenticator) => {
+                let envelope = Envelope {
+                    peer: message.peer,
+                    helo: &message.helo,
+                    mail_from: &message.mail_from,
+                };
+                authenticator
+                    .authenticate(&message.data, target.domain(), &envelope)
+                    .await
+            }
+            None => Authentication::None,
+        };
+        let limit = self.config.inbound.max_unsubscribes_per_sender_ip_per_hour;
+        let count = self.unsubscribe_rate.count(message.peer, Instant::now());
+        if authentication.is_authenticated() {
+            Standing::Proven(authentication)
+        } else if count > limit {
+            Standing::Held(format!(
+                "held for staff review: {count} plain unsubscribe mails from {} within an hour (limit {limit}), sender not authenticated",
+                message.peer
+            ))
+        } else {
+            Standing::Unverified
+        }
     }
 
     fn unsubscribe_event(
@@ -426,21 +503,46 @@ impl InboundSink {
         report: &Report,
         target: Option<EmailAddress>,
         scope: Option<Scope>,
-        verified: bool,
+        standing: Standing,
+        source: Source,
         now: Timestamp,
     ) -> InboundEvent {
         // An out-of-office answer to an unsubscribe address unsubscribes nobody.
-        let automatic = matches!(
-            report.kind,
-            ReportKind::AutoReply | ReportKind::Bounce | ReportKind::Delay
-        );
+        let automatic = is_automatic(report.kind);
         let (company, brand) = scope.as_ref().map(|s| s.columns()).unwrap_or(("", ""));
+        let (verified, suppression_source, note) = match &standing {
+            Standing::Proven(Authentication::Dkim) => (
+                true,
+                Some(source),
+                "unsubscribe mail, sender authenticated by DKIM; the original is kept as evidence",
+            ),
+            Standing::Proven(Authentication::Spf) => (
+                true,
+                Some(source),
+                "unsubscribe mail, sender authenticated by SPF; the original is kept as evidence",
+            ),
+            Standing::Proven(Authentication::None) => (
+                true,
+                Some(source),
+                "unsubscribe mail with a valid token; the original is kept as evidence",
+            ),
+            Standing::Unverified => (
+                false,
+                Some(Source::UnverifiedMail),
+                "unsubscribe mail, sender not authenticated (no aligned DKIM or SPF pass): staff may lift it with a note; the original is kept as evidence",
+            ),
+            Standing::Held(note) => (false, None, note.as_str()),
+            Standing::Refused => (false, None, "unsubscribe token did not verify"),
+        };
         let event = NewEvent {
             kind: if automatic {
                 report.kind.as_str().into()
+            } else if matches!(standing, Standing::Held(_)) {
+                crate::store::HELD_UNSUBSCRIBE.into()
             } else {
                 "unsubscribe".into()
             },
+            note: Some(note.to_string()),
             address: target.as_ref().map(|a| a.as_given().to_string()),
             address_hash: target.as_ref().map(|a| self.store.hash(a)),
             company: company.to_string(),
@@ -450,15 +552,15 @@ impl InboundSink {
             source: Some("unsubscribe_mail".into()),
             ..NewEvent::default()
         };
-        let suppression = match (target, scope, verified && !automatic) {
-            (Some(target), Some(scope), true) => Some((
+        let suppression = match (target, scope, suppression_source.filter(|_| !automatic)) {
+            (Some(target), Some(scope), Some(source)) => Some((
                 NewSuppression {
                     address: target,
                     channel: Channel::Email,
                     scope,
                     reason: Reason::Unsubscribe,
-                    source: Source::UnsubscribeMail,
-                    note: Some("unsubscribe mail; the original is kept as evidence".into()),
+                    source,
+                    note: Some(note.to_string()),
                     created_at: now,
                     expires_at: None,
                     evidence_id: None,
@@ -619,6 +721,38 @@ impl InboundSink {
             verified: send.is_some(),
             send,
         })
+    }
+}
+
+/// Mails no person wrote: they unsubscribe nobody.
+fn is_automatic(kind: ReportKind) -> bool {
+    matches!(
+        kind,
+        ReportKind::AutoReply | ReportKind::Bounce | ReportKind::Delay
+    )
+}
+
+/// Plain unsubscribe mails per client IP within the last hour.
+#[derive(Default)]
+struct UnsubscribeRate(Mutex<HashMap<IpAddr, VecDeque<Instant>>>);
+
+impl UnsubscribeRate {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    /// Counts one more from `peer` at `now`; how many there were in the window, this one too.
+    fn count(&self, peer: IpAddr, now: Instant) -> u32 {
+        let mut peers = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = |t: &Instant| now.duration_since(*t) < Self::WINDOW;
+        if peers.len() > 10_000 {
+            // Many senders: forget those with nothing in the window.
+            peers.retain(|_, times| times.back().is_some_and(fresh));
+        }
+        let times = peers.entry(peer).or_default();
+        while times.front().is_some_and(|t| !fresh(t)) {
+            times.pop_front();
+        }
+        times.push_back(now);
+        u32::try_from(times.len()).unwrap_or(u32::MAX)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Transaction};
 
-use super::{StoreError, rows};
+use super::{Store, StoreError, rows};
 use crate::model::{Timestamp, format_time};
 use crate::secret::AddressHash;
 
@@ -61,4 +61,74 @@ pub(crate) async fn insert_event(
         .fetch_one(&mut **tx)
         .await?;
     rows::int(&row, "id")
+}
+
+/// A stored event, as the people who review and report read it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    #[serde(serialize_with = "crate::model::serialize_time")]
+    pub occurred_at: Timestamp,
+    pub kind: String,
+    /// `None` once erased.
+    pub address: Option<String>,
+    pub company: String,
+    pub brand: String,
+    pub verified: bool,
+    pub evidence_id: Option<i64>,
+    pub source: Option<String>,
+    pub note: Option<String>,
+}
+
+pub(super) const EVENT_COLUMNS: &str =
+    "id, occurred_at, kind, address, company, brand, verified, evidence_id, source, note";
+
+pub(super) fn event_record(row: &sqlx::any::AnyRow) -> Result<EventRecord, StoreError> {
+    Ok(EventRecord {
+        id: rows::int(row, "id")?,
+        occurred_at: rows::time(row, "occurred_at")?,
+        kind: rows::text(row, "kind")?,
+        address: rows::opt_text(row, "address")?,
+        company: rows::text(row, "company")?,
+        brand: rows::text(row, "brand")?,
+        verified: rows::int(row, "verified")? != 0,
+        evidence_id: rows::opt_int(row, "evidence_id")?,
+        source: rows::opt_text(row, "source")?,
+        note: rows::opt_text(row, "note")?,
+    })
+}
+
+impl Store {
+    /// The events of one address, oldest first.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn events_of(&self, hash: &AddressHash) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE address_hash = $1 ORDER BY id"
+        ))
+        .bind(hash.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_record).collect()
+    }
+
+    /// The events of one kind, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn events_of_kind(
+        &self,
+        kind: &str,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE kind = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_record).collect()
+    }
 }

@@ -9,6 +9,7 @@ mod events;
 mod evidence;
 mod inbound;
 mod people;
+mod reviews;
 mod rows;
 mod sends;
 mod sqlite_reader;
@@ -22,10 +23,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{AnyPool, Executor, Row, Transaction};
 
-pub use events::NewEvent;
+pub use events::{EventRecord, NewEvent};
 pub use evidence::{EvidenceRecord, NewEvidence};
 pub use inbound::{Escalation, InboundEvent, InboundOutcome, InboundRecord};
 pub use people::{ConsentOutcome, EraseOutcome, NewConsent};
+pub use reviews::{HELD_UNSUBSCRIBE, ReviewDecision, ReviewOutcome};
 pub use sends::{NewSend, SendRecord};
 pub use suppressions::{AddOutcome, BatchOutcome, NewSuppression};
 

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod dns;
+
 use sqlx::Connection;
 
 pub const POSTGRES_ENV: &str = "BOUNCEGATE_TEST_POSTGRES_URL";
