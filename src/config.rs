@@ -347,18 +347,23 @@ impl Config {
     /// # Errors
     /// See [`Config::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
             source: Box::new(source),
         })?;
+        let invalid = |line: usize, key: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            key,
+            message,
+        };
         config
             .validate()
-            .map_err(|(span, key, message)| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: line_of(text, span.start),
-                key,
-                message,
-            })?;
+            .map_err(|(span, key, message)| invalid(line_of(text, span.start), key, message))?;
+        config
+            .inbound
+            .normalize()
+            .map_err(|(key, message)| invalid(line_of_key(text, &key), key, message))?;
         Ok(config)
     }
 
@@ -496,6 +501,179 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// The line that sets a dotted key (`inbound.limits.max_message_size`): under its table header,
+/// or as a dotted key under a parent's; else the line of the nearest table header on its path,
+/// or 1.
+fn line_of_key(text: &str, key: &str) -> usize {
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut table: Vec<String> = Vec::new();
+    let mut fallback = 1;
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            table = header
+                .trim_matches('[')
+                .split('.')
+                .map(|p| p.trim().to_string())
+                .collect();
+            if parts.starts_with(&table.iter().map(String::as_str).collect::<Vec<_>>()) {
+                fallback = number + 1;
+            }
+            continue;
+        }
+        let Some((name, _)) = line.split_once('=') else {
+            continue;
+        };
+        let full: Vec<&str> = table
+            .iter()
+            .map(String::as_str)
+            .chain(name.split('.').map(str::trim))
+            .collect();
+        if full == parts {
+            return number + 1;
+        }
+    }
+    fallback
+}
+
+impl InboundConfig {
+    /// Checks what serde cannot, and brings names to the form they are matched in (the domain in
+    /// lower-case ASCII, local parts lower-case): a listener started with a nonsense domain,
+    /// colliding addresses or zero limits fails in ways no one notices.
+    fn normalize(&mut self) -> Result<(), (String, String)> {
+        let domain = self.domain.trim();
+        let parsed = crate::address::EmailAddress::parse(&format!("x@{domain}"));
+        match parsed {
+            Ok(address) if !domain.is_empty() => self.domain = address.domain().to_string(),
+            _ => {
+                return Err((
+                    "inbound.domain".into(),
+                    format!(
+                        "{:?} is not a domain name (like bounces.example.org)",
+                        self.domain
+                    ),
+                ));
+            }
+        }
+        if let Some(hostname) = &self.hostname
+            && crate::address::EmailAddress::parse(&format!("x@{hostname}")).is_err()
+        {
+            return Err((
+                "inbound.hostname".into(),
+                format!("{hostname:?} is not a host name"),
+            ));
+        }
+        self.local_parts.normalize()?;
+        self.limits.check("inbound.limits")?;
+        for (key, value) in [
+            ("hard_bounce_threshold", self.hard_bounce_threshold),
+            ("soft_bounce_threshold", self.soft_bounce_threshold),
+            ("soft_bounce_window_days", self.soft_bounce_window_days),
+            ("token_max_age_days", self.token_max_age_days),
+        ] {
+            if value == 0 {
+                return Err((format!("inbound.{key}"), "must be at least 1".into()));
+            }
+        }
+        if self.soft_bounce_expiry_days == Some(0) {
+            return Err((
+                "inbound.soft_bounce_expiry_days".into(),
+                "must be at least 1 (leave it out for \"never\")".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LocalParts {
+    /// Each a plain local part, lower-case, and no two forms that could take the same address.
+    fn normalize(&mut self) -> Result<(), (String, String)> {
+        for (key, value) in [
+            ("verp_prefix", &mut self.verp_prefix),
+            ("bounces", &mut self.bounces),
+            ("unsubscribe_prefix", &mut self.unsubscribe_prefix),
+            ("feedback", &mut self.feedback),
+        ] {
+            let key = format!("inbound.local_parts.{key}");
+            let lower = value.trim().to_lowercase();
+            if !crate::address::is_dot_atom(&lower) {
+                return Err((
+                    key,
+                    format!(
+                        "{value:?} is not a plain local part (letters, digits, '.', '-', '_'; no '@', spaces or quotes)"
+                    ),
+                ));
+            }
+            if lower.contains('+') {
+                return Err((
+                    key,
+                    format!("{value:?} may not contain '+': it separates a prefix from its token"),
+                ));
+            }
+            *value = lower;
+        }
+        let names = [
+            ("verp_prefix", &self.verp_prefix),
+            ("bounces", &self.bounces),
+            ("unsubscribe_prefix", &self.unsubscribe_prefix),
+            ("feedback", &self.feedback),
+        ];
+        for (i, (key, value)) in names.iter().enumerate() {
+            if let Some((other_key, _)) = names[..i].iter().find(|(_, other)| other == value) {
+                return Err((
+                    format!("inbound.local_parts.{other_key}"),
+                    format!(
+                        "`{other_key}` and `{key}` are both {value:?}: each form needs a local part of its own"
+                    ),
+                ));
+            }
+        }
+        let company_form = format!("{}-", self.unsubscribe_prefix);
+        for (key, value) in [("bounces", &self.bounces), ("feedback", &self.feedback)] {
+            if value.starts_with(&company_form) {
+                return Err((
+                    format!("inbound.local_parts.{key}"),
+                    format!(
+                        "{value:?} looks like a company's unsubscribe address ({company_form}<company>)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SmtpLimits {
+    /// Zero limits and timeouts would refuse everything or cut every session at once.
+    fn check(&self, table: &str) -> Result<(), (String, String)> {
+        let at_least_one = [
+            ("max_recipients", self.max_recipients as u64),
+            ("max_connections", self.max_connections as u64),
+            ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            ("command_timeout_secs", self.command_timeout_secs),
+            ("data_timeout_secs", self.data_timeout_secs),
+            ("min_data_rate", self.min_data_rate),
+            ("session_timeout_secs", self.session_timeout_secs),
+            ("max_bad_commands", u64::from(self.max_bad_commands)),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err((format!("{table}.{key}"), "must be at least 1".into()));
+            }
+        }
+        if self.max_message_size < 1024 {
+            return Err((
+                format!("{table}.max_message_size"),
+                format!(
+                    "{} bytes is too small for any mail (at least 1024; the default is 26214400)",
+                    self.max_message_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +691,16 @@ mod tests {
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8025");
         assert!(!config.inbound.trust_unsigned_bounces);
         assert!(config.policy.service_blocked_by.is_empty());
+    }
+
+    #[test]
+    fn names_are_brought_to_their_matching_form() {
+        let config = parse(
+            "[inbound]\ndomain = 'Bounces.Bücher.example.'\n[inbound.local_parts]\nbounces = 'Returns'\n",
+        )
+        .unwrap();
+        assert_eq!(config.inbound.domain, "bounces.xn--bcher-kva.example");
+        assert_eq!(config.inbound.local_parts.bounces, "returns");
     }
 
     #[test]
@@ -559,6 +747,63 @@ mod tests {
                 "not a valid reason",
             ),
             ("[relay.clients]\n", "invalid type"),
+            ("[inbound]\ndomain = ''\n", "line 2: `inbound.domain`"),
+            (
+                "[inbound]\ndomain = 'not a domain'\n",
+                "line 2: `inbound.domain`",
+            ),
+            (
+                "[inbound]\nhostname = 'mx host'\n",
+                "line 2: `inbound.hostname`",
+            ),
+            (
+                "[inbound]\ndomain = 'b.example.org'\n\n[inbound.local_parts]\nbounces = 'fbl'\n",
+                "line 5: `inbound.local_parts.bounces`: `bounces` and `feedback` are both \"fbl\"",
+            ),
+            (
+                "[inbound.local_parts]\nverp_prefix = 'unsubscribe'\n",
+                "line 2: `inbound.local_parts.verp_prefix`: `verp_prefix` and `unsubscribe_prefix` are both",
+            ),
+            (
+                "[inbound.local_parts]\nbounces = 'b@x'\n",
+                "line 2: `inbound.local_parts.bounces`",
+            ),
+            (
+                "[inbound.local_parts]\nbounces = 'b+x'\n",
+                "may not contain '+'",
+            ),
+            (
+                "[inbound.local_parts]\nfeedback = ''\n",
+                "`inbound.local_parts.feedback`",
+            ),
+            (
+                "[inbound.local_parts]\nbounces = 'unsubscribe-acme'\n",
+                "company's unsubscribe address",
+            ),
+            (
+                "[inbound.limits]\ncommand_timeout_secs = 0\n",
+                "line 2: `inbound.limits.command_timeout_secs`: must be at least 1",
+            ),
+            (
+                "[inbound.limits]\ndata_timeout_secs = 0\n",
+                "`inbound.limits.data_timeout_secs`",
+            ),
+            (
+                "[inbound.limits]\nmax_connections_per_ip = 0\n",
+                "`inbound.limits.max_connections_per_ip`",
+            ),
+            (
+                "[inbound.limits]\nmax_message_size = 0\n",
+                "line 2: `inbound.limits.max_message_size`",
+            ),
+            (
+                "[inbound]\nlimits.max_recipients = 0\n",
+                "line 2: `inbound.limits.max_recipients`",
+            ),
+            (
+                "[inbound]\nhard_bounce_threshold = 0\n",
+                "`inbound.hard_bounce_threshold`",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(
