@@ -21,16 +21,24 @@ const IMPORT_BATCH: usize = 20_000;
 const FILTER_BATCH: usize = 2_000;
 /// Rows reported one by one before the rest are only counted.
 const MAX_REPORTED_ERRORS: usize = 1_000;
+/// Longest input line read; past it the file is not read on (it is not a list of addresses).
+pub const MAX_LINE: usize = 64 * 1024;
+/// Longest text of a row quoted back in an error message.
+const MAX_QUOTED: usize = 200;
+/// Lines one CSV record may span (a quoted note with line breaks); more is an unclosed quote.
+const MAX_RECORD_LINES: u64 = 20;
 
 /// A bulk job failed as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum BulkError {
     #[error("{0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("CSV: {0}")]
-    Csv(#[from] csv::Error),
+    Csv(csv::Error),
     #[error("the header has no {0:?} column")]
     MissingColumn(&'static str),
+    #[error("line {0} is longer than {MAX_LINE} bytes: this is not a list of addresses")]
+    LineTooLong(u64),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -88,8 +96,99 @@ impl ImportReport {
     fn reject(&mut self, line: u64, message: String) {
         self.rejected += 1;
         if self.errors.len() < MAX_REPORTED_ERRORS {
-            self.errors.push(RowError { line, message });
+            self.errors.push(RowError {
+                line,
+                message: shorten(message),
+            });
         }
+    }
+}
+
+/// A message cut to a few hundred bytes: a row's text is quoted back, never echoed whole.
+fn shorten(mut message: String) -> String {
+    if message.len() > MAX_QUOTED * 2 {
+        let mut cut = MAX_QUOTED * 2;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str("… (cut)");
+    }
+    message
+}
+
+/// Refuses input lines past [`MAX_LINE`] as they are read, so that neither a huge field nor an
+/// unclosed quote makes a reader hold the whole file.
+pub struct LineLimit<R> {
+    inner: R,
+    /// Lines completed so far.
+    line: u64,
+    /// Bytes of the line being read.
+    current: usize,
+}
+
+impl<R> LineLimit<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            line: 0,
+            current: 0,
+        }
+    }
+}
+
+/// The line a [`LineLimit`] refused, as the I/O error it raised.
+#[derive(Debug)]
+struct LineTooLong(u64);
+
+impl std::fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} is longer than {MAX_LINE} bytes", self.0)
+    }
+}
+
+impl std::error::Error for LineTooLong {}
+
+impl<R: io::Read> io::Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut rest = &buf[..n];
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            if self.current + end > MAX_LINE {
+                break;
+            }
+            self.line += 1;
+            self.current = 0;
+            rest = &rest[end + 1..];
+        }
+        self.current += rest.len();
+        if self.current > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                LineTooLong(self.line + 1),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// The line a read refused for its length, if that is what `error` is.
+fn line_too_long(error: &io::Error) -> Option<u64> {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<LineTooLong>())
+        .map(|e| e.0)
+}
+
+impl From<csv::Error> for BulkError {
+    fn from(error: csv::Error) -> Self {
+        if let csv::ErrorKind::Io(io) = error.kind()
+            && let Some(line) = line_too_long(io)
+        {
+            return BulkError::LineTooLong(line);
+        }
+        BulkError::Csv(error)
     }
 }
 
@@ -112,6 +211,15 @@ impl Progress for indicatif::ProgressBar {
     }
     fn finish(&self) {
         self.finish_and_clear();
+    }
+}
+
+impl From<io::Error> for BulkError {
+    fn from(error: io::Error) -> Self {
+        match line_too_long(&error) {
+            Some(line) => BulkError::LineTooLong(line),
+            None => BulkError::Io(error),
+        }
     }
 }
 
@@ -156,7 +264,7 @@ pub async fn import<R: BufRead>(
     format: Format,
     progress: &dyn Progress,
 ) -> Result<ImportReport, BulkError> {
-    let mut input = skip_bom(input)?;
+    let mut input = skip_bom(io::BufReader::new(LineLimit::new(input)))?;
     let mut report = ImportReport::default();
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
     match format {
@@ -179,6 +287,11 @@ pub async fn import<R: BufRead>(
                 match reader.read_record(&mut record) {
                     Ok(false) => break,
                     Ok(true) => {}
+                    Err(e) if e.is_io_error() => {
+                        // The input cannot be read on: keep what was good so far, then say why.
+                        flush(service, &mut batch, &mut report).await?;
+                        return Err(e.into());
+                    }
                     Err(e) => {
                         report.rows += 1;
                         report.reject(line, e.to_string());
@@ -187,6 +300,27 @@ pub async fn import<R: BufRead>(
                 }
                 report.rows += 1;
                 let line = record.position().map_or(line, csv::Position::line);
+                let spanned = reader.position().line().saturating_sub(line);
+                if spanned > MAX_RECORD_LINES || swallowed_rows(&record, delimiter) {
+                    report.reject(
+                        line,
+                        format!(
+                            "a quote opened on line {line} is not closed: the {spanned} lines after it were read as one field and are not imported"
+                        ),
+                    );
+                    continue;
+                }
+                if record.len() > headers.len() {
+                    report.reject(
+                        line,
+                        format!(
+                            "{} fields, but the header names {}",
+                            record.len(),
+                            headers.len()
+                        ),
+                    );
+                    continue;
+                }
                 match record.deserialize::<SuppressionRow>(Some(&headers)) {
                     Ok(row) => prepare_row(service, &row, line, &mut batch, &mut report),
                     Err(e) => report.reject(line, e.to_string()),
@@ -203,7 +337,13 @@ pub async fn import<R: BufRead>(
             let mut bytes = 0;
             loop {
                 line_text.clear();
-                let read = input.read_line(&mut line_text)?;
+                let read = match input.read_line(&mut line_text) {
+                    Ok(read) => read,
+                    Err(e) => {
+                        flush(service, &mut batch, &mut report).await?;
+                        return Err(e.into());
+                    }
+                };
                 if read == 0 {
                     break;
                 }
@@ -227,6 +367,18 @@ pub async fn import<R: BufRead>(
     flush(service, &mut batch, &mut report).await?;
     progress.finish();
     Ok(report)
+}
+
+/// Whether a field holds line breaks followed by what look like further rows (an address and the
+/// delimiter): the mark of a quote that was never closed, at the end of a file too.
+fn swallowed_rows(record: &csv::StringRecord, delimiter: u8) -> bool {
+    let delimiter = char::from(delimiter);
+    record.iter().any(|field| {
+        field
+            .lines()
+            .skip(1)
+            .any(|line| line.contains('@') && line.contains(delimiter))
+    })
 }
 
 fn prepare_row(
@@ -297,6 +449,7 @@ pub async fn export<W: Write>(
     service: &SuppressionService,
     output: W,
     format: Format,
+    spreadsheet_safe: bool,
 ) -> Result<ExportReport, BulkError> {
     let mut report = ExportReport::default();
     let mut rows = service.store().active_suppressions();
@@ -317,10 +470,13 @@ pub async fn export<W: Write>(
         if !record.is_in_force(now) {
             continue;
         }
-        let Some(row) = export_row(&record) else {
+        let Some(mut row) = export_row(&record) else {
             report.erased += 1;
             continue;
         };
+        if spreadsheet_safe {
+            row.neutralize_formulas();
+        }
         match &mut sink {
             Sink::Csv(writer) => writer.serialize(&row)?,
             Sink::Plain(writer) => {
@@ -371,6 +527,28 @@ pub struct ExportReport {
     pub erased: u64,
 }
 
+impl SuppressionRow {
+    /// Cells a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, and tab or CR before
+    /// them) get a leading `'`, so opening an export in a spreadsheet runs nothing. Such a file
+    /// is for reading: the quote becomes part of the value on re-import.
+    pub fn neutralize_formulas(&mut self) {
+        let cells = [
+            Some(&mut self.email),
+            Some(&mut self.reason),
+            self.company.as_mut(),
+            self.brand.as_mut(),
+            self.channel.as_mut(),
+            self.note.as_mut(),
+            self.created_at.as_mut(),
+        ];
+        for cell in cells.into_iter().flatten() {
+            if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                cell.insert(0, '\'');
+            }
+        }
+    }
+}
+
 fn export_row(record: &SuppressionRecord) -> Option<SuppressionRow> {
     Some(SuppressionRow {
         email: record.address.clone()?,
@@ -417,7 +595,7 @@ pub async fn filter<R: BufRead, W: Write, X: Write>(
     progress: &dyn Progress,
 ) -> Result<FilterReport, BulkError> {
     service.scope(Some(request.company), request.brand)?;
-    let mut input = skip_bom(input)?;
+    let mut input = skip_bom(io::BufReader::new(LineLimit::new(input)))?;
     let header = first_line(&mut input)?;
     let delimiter = sniff_delimiter(&header);
     let is_csv = header

@@ -17,6 +17,9 @@ use crate::store::{
     HELD_UNSUBSCRIBE, NewConsent, NewSuppression, ReviewDecision, ReviewOutcome, Store, StoreError,
 };
 
+/// How far ahead of this clock a given time may be (other clocks are not exact).
+const MAX_CLOCK_SKEW_MINUTES: i64 = 5;
+
 /// A request the service refuses, or a store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -42,6 +45,10 @@ pub enum ServiceError {
     LiftNoteRequired,
     #[error("event {0} is not an unsubscribe mail held for review (see `bouncegate review`)")]
     NotHeld(i64),
+    #[error(
+        "created_at {0} is in the future: a suppression dated later than now could not be lifted by the owner's opt-in"
+    )]
+    CreatedInFuture(String),
     #[error("the consent is dated in the future ({0})")]
     ConsentInFuture(String),
     #[error(transparent)]
@@ -275,6 +282,15 @@ impl SuppressionService {
         if request.reason == Reason::Manual && note.is_none() {
             return Err(ServiceError::NoteRequired);
         }
+        let now = chrono::Utc::now();
+        if let Some(created_at) = request.created_at
+            && created_at > now + chrono::Duration::minutes(MAX_CLOCK_SKEW_MINUTES)
+        {
+            // A block dated in the future would outlast the owner's confirmed opt-in.
+            return Err(ServiceError::CreatedInFuture(crate::model::format_time(
+                &created_at,
+            )));
+        }
         Ok(NewSuppression {
             address,
             channel: request.channel,
@@ -282,7 +298,7 @@ impl SuppressionService {
             reason: request.reason,
             source: request.source,
             note: note.map(str::to_string),
-            created_at: request.created_at.unwrap_or_else(chrono::Utc::now),
+            created_at: request.created_at.unwrap_or(now),
             expires_at: request.expires_at,
             evidence_id: None,
             event_id: None,

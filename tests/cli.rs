@@ -562,3 +562,133 @@ async fn address_forms_match_across_check_filter_and_import() {
         assert_eq!(sendable, different, "{}", db.backend);
     }
 }
+
+/// Import refuses what would outlast an opt-in or swallow a file, says where, and keeps the rest.
+#[tokio::test]
+async fn import_refuses_future_dates_huge_lines_unclosed_quotes_and_extra_fields() {
+    for db in databases().await {
+        let config = write_config(&db, "");
+        let import = |name: &str, text: &[u8]| {
+            let path = db.path(name);
+            std::fs::write(&path, text).unwrap();
+            bouncegate(&config, &["import", path.to_str().unwrap(), "--json"])
+        };
+        let future = import(
+            "future.csv",
+            b"email,reason,company,created_at\nf1@example.org,unsubscribe,acme,2999-01-01\nf2@example.org,unsubscribe,acme,2026-01-01\n",
+        );
+        expect_exit(&future, 1, "a future date is a bad row");
+        let report = json(&future);
+        assert_eq!(report["added"], 1, "{}: {report}", db.backend);
+        assert_eq!(report["errors"][0]["line"], 2);
+        assert!(
+            report["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("in the future")
+        );
+
+        let extra = import(
+            "extra.csv",
+            b"email,reason\ne1@example.org,hard_bounce,surprise\ne2@example.org,hard_bounce\n",
+        );
+        let report = json(&extra);
+        assert_eq!(
+            (
+                report["added"].as_u64(),
+                report["errors"][0]["line"].as_u64()
+            ),
+            (Some(1), Some(2)),
+            "{report}"
+        );
+        assert!(
+            report["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("3 fields")
+        );
+
+        let unclosed = import(
+            "unclosed.csv",
+            b"email,reason,note\nu1@example.org,hard_bounce,\"oops\nu2@example.org,hard_bounce,\nu3@example.org,hard_bounce,\n",
+        );
+        expect_exit(&unclosed, 1, "an unclosed quote is reported");
+        let report = json(&unclosed);
+        assert_eq!(report["added"], 0, "{report}");
+        assert!(
+            report["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not closed"),
+            "{report}"
+        );
+
+        let mut huge =
+            b"email,reason\nh1@example.org,hard_bounce\nh2@example.org,hard_bounce,\"".to_vec();
+        huge.extend(std::iter::repeat_n(b'x', 2 << 20));
+        huge.extend_from_slice(b"\"\nh3@example.org,hard_bounce\n");
+        let output = import("huge.csv", &huge);
+        expect_exit(&output, 2, "a line past the limit stops the import");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("line 3 is longer than 65536 bytes"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.len() < 1_000,
+            "nothing is echoed: {} bytes",
+            stderr.len()
+        );
+        let check = bouncegate(&config, &["check", "h1@example.org", "--company", "acme"]);
+        expect_exit(&check, 1, "rows before the long line are kept");
+        let mut jsonl =
+            b"{\"email\": \"j1@example.org\", \"reason\": \"hard_bounce\", \"note\": \"".to_vec();
+        jsonl.extend(std::iter::repeat_n(b'y', 1 << 20));
+        jsonl.extend_from_slice(b"\"}\n");
+        let output = import("huge.jsonl", &jsonl);
+        expect_exit(&output, 2, "JSONL too");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("line 1 is longer"));
+    }
+}
+
+#[tokio::test]
+async fn a_spreadsheet_safe_export_runs_no_formula() {
+    for db in databases().await {
+        let config = write_config(&db, "");
+        let suppress = bouncegate(
+            &config,
+            &[
+                "suppress",
+                "--reason",
+                "manual",
+                "--company",
+                "acme",
+                "--note",
+                "=HYPERLINK(\"http://evil.example\")",
+                "--",
+                "-sum@example.org",
+            ],
+        );
+        expect_exit(&suppress, 0, "suppress");
+        let plain = stdout(&bouncegate(&config, &["export"]));
+        assert!(
+            plain.contains("-sum@example.org,manual,acme,,email,\"=HYPERLINK"),
+            "{plain}"
+        );
+        let safe = bouncegate(&config, &["export", "--spreadsheet-safe"]);
+        expect_exit(&safe, 0, "export");
+        let safe = stdout(&safe);
+        assert!(
+            safe.contains("'-sum@example.org,manual,acme,,email,\"'=HYPERLINK"),
+            "{safe}"
+        );
+        for line in safe.lines().skip(1) {
+            for cell in line.split(',') {
+                assert!(
+                    !cell.trim_matches('"').starts_with(['=', '+', '-', '@']),
+                    "{cell}"
+                );
+            }
+        }
+    }
+}

@@ -338,7 +338,7 @@ async fn import_keeps_good_rows_reports_bad_ones_and_is_idempotent() {
 
         // The export imports again and changes nothing.
         let mut exported = Vec::new();
-        bulk::export(&service, &mut exported, Format::Jsonl)
+        bulk::export(&service, &mut exported, Format::Jsonl, false)
             .await
             .unwrap();
         let report = bulk::import(&service, exported.as_slice(), Format::Jsonl, &())

@@ -31,6 +31,10 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// For opening in a spreadsheet: cells starting with =, +, -, @ get a leading ' so that
+    /// nothing runs as a formula (such a file is for reading, not for re-import).
+    #[arg(long)]
+    spreadsheet_safe: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,7 +121,10 @@ pub async fn export(service: &SuppressionService, args: ExportArgs) -> anyhow::R
         Some(path) => Box::new(create_output(path)?),
         None => Box::new(io::stdout().lock()),
     };
-    let report = bulk::export(service, output, args.format).await?;
+    if args.spreadsheet_safe && args.format != Format::Csv {
+        anyhow::bail!("--spreadsheet-safe goes with --format csv");
+    }
+    let report = bulk::export(service, output, args.format, args.spreadsheet_safe).await?;
     eprintln!("exported {} suppressions", report.written);
     if report.erased > 0 {
         eprintln!(
