@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use sha2::Digest;
+
 use serde::Serialize;
 
 use crate::address::{AddressError, EmailAddress};
@@ -13,8 +15,9 @@ use crate::model::{
 };
 use crate::policy::{self, Policy, SendQuery, Verdict};
 use crate::store::{
-    AddOutcome, BatchOutcome, ConsentOutcome, EraseOutcome, EventRecord, EvidenceRecord,
-    HELD_UNSUBSCRIBE, NewConsent, NewSuppression, ReviewDecision, ReviewOutcome, Store, StoreError,
+    AddOutcome, BatchOutcome, ChainReport, ConsentOutcome, EraseOutcome, EventRecord,
+    EvidenceRecord, HELD_UNSUBSCRIBE, NewConsent, NewSuppression, ReviewDecision, ReviewOutcome,
+    Store, StoreError,
 };
 
 /// How far ahead of this clock a given time may be (other clocks are not exact).
@@ -49,6 +52,14 @@ pub enum ServiceError {
         "created_at {0} is in the future: a suppression dated later than now could not be lifted by the owner's opt-in"
     )]
     CreatedInFuture(String),
+    #[error(
+        "evidence {id} does not match the SHA-256 recorded when it arrived (expected {expected}, the stored bytes give {actual}): it was changed in the database; run `bouncegate evidence verify`"
+    )]
+    EvidenceTampered {
+        id: i64,
+        expected: String,
+        actual: String,
+    },
     #[error("the consent is dated in the future ({0})")]
     ConsentInFuture(String),
     #[error(transparent)]
@@ -487,11 +498,31 @@ impl SuppressionService {
             .await?)
     }
 
-    /// Stored evidence.
+    /// Stored evidence, checked against the SHA-256 recorded and sealed when it arrived.
+    ///
+    /// # Errors
+    /// The bytes no longer match (they were changed in the database), store failure.
+    pub async fn evidence(&self, id: i64) -> Result<Option<EvidenceRecord>, ServiceError> {
+        let Some(evidence) = self.store.evidence(id).await? else {
+            return Ok(None);
+        };
+        let actual = hex::encode(sha2::Sha256::digest(&evidence.raw));
+        let sealed = evidence.sealed_sha256.as_deref();
+        if actual != evidence.sha256 || sealed.is_some_and(|s| s != actual) {
+            return Err(ServiceError::EvidenceTampered {
+                id,
+                expected: sealed.unwrap_or(&evidence.sha256).to_string(),
+                actual,
+            });
+        }
+        Ok(Some(evidence))
+    }
+
+    /// Walks the evidence chain (see [`Store::verify_evidence`]).
     ///
     /// # Errors
     /// Store failure.
-    pub async fn evidence(&self, id: i64) -> Result<Option<EvidenceRecord>, ServiceError> {
-        Ok(self.store.evidence(id).await?)
+    pub async fn verify_evidence(&self) -> Result<ChainReport, ServiceError> {
+        Ok(self.store.verify_evidence().await?)
     }
 }

@@ -232,6 +232,57 @@ pub struct EvidenceShowArgs {
     json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct EvidenceVerifyArgs {
+    /// Answer as JSON: {"intact", "checked", "purged", "finding_count", "findings", "head"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Walks the evidence chain; exit 0 intact, 1 with the first broken link named.
+pub async fn evidence_verify(
+    service: &SuppressionService,
+    args: EvidenceVerifyArgs,
+) -> anyhow::Result<u8> {
+    let report = service.verify_evidence().await?;
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["intact"] = json!(report.is_intact());
+        print_json(&value)?;
+    } else {
+        match report.findings.first() {
+            None => println!(
+                "evidence chain intact: {} links, {} purged with a tombstone",
+                report.checked, report.purged
+            ),
+            Some(first) => {
+                println!(
+                    "evidence chain BROKEN: first at evidence {}: {}",
+                    first.evidence_id, first.message
+                );
+                for finding in report.findings.iter().skip(1) {
+                    println!("  evidence {}: {}", finding.evidence_id, finding.message);
+                }
+                let unlisted = report.finding_count - report.findings.len() as u64;
+                if unlisted > 0 {
+                    println!("  … and {unlisted} more");
+                }
+            }
+        }
+        if let Some(head) = &report.head {
+            println!(
+                "head: evidence {} link {} (note it elsewhere: a later verify shows whether the log was cut back)",
+                head.evidence_id, head.link
+            );
+        }
+    }
+    Ok(if report.is_intact() {
+        EXIT_OK
+    } else {
+        EXIT_NEGATIVE
+    })
+}
+
 pub async fn evidence_show(
     service: &SuppressionService,
     args: EvidenceShowArgs,

@@ -81,8 +81,11 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum EvidenceCommand {
-    /// Write the raw mail, byte for byte, to standard output.
+    /// Write the raw mail, byte for byte, to standard output (exit 2 if it no longer matches its
+    /// SHA-256).
     Show(manage::EvidenceShowArgs),
+    /// Walk the tamper-evident chain over all evidence; exit 1 names the first broken link.
+    Verify(manage::EvidenceVerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +208,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Evidence {
             command: EvidenceCommand::Show(args),
         } => manage::evidence_show(&service, args).await?,
+        Command::Evidence {
+            command: EvidenceCommand::Verify(args),
+        } => manage::evidence_verify(&service, args).await?,
         Command::Db {
             command: DbCommand::Migrate,
         } => {

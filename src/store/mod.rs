@@ -7,6 +7,7 @@
 
 mod events;
 mod evidence;
+mod evidence_chain;
 mod inbound;
 mod people;
 mod reviews;
@@ -25,6 +26,7 @@ use sqlx::{AnyPool, Executor, Row, Transaction};
 
 pub use events::{EventRecord, NewEvent};
 pub use evidence::{EvidenceRecord, NewEvidence};
+pub use evidence_chain::{ChainFault, ChainFinding, ChainHead, ChainReport, PurgeOutcome};
 pub use inbound::{Escalation, InboundEvent, InboundOutcome, InboundRecord};
 pub use people::{ConsentOutcome, EraseOutcome, NewConsent};
 pub use reviews::{HELD_UNSUBSCRIBE, ReviewDecision, ReviewOutcome};
@@ -132,7 +134,7 @@ impl Store {
         };
         migrator.run(&pool).await?;
         let secret = load_or_create_secret(&pool).await?;
-        Ok(Store {
+        let store = Store {
             sqlite_reader: sqlite_file
                 .as_ref()
                 .map(|path| std::sync::Arc::new(sqlite_reader::SqliteReader::new(path))),
@@ -142,7 +144,9 @@ impl Store {
             pool,
             backend,
             secret,
-        })
+        };
+        store.seal_rows_before_the_chain().await?;
+        Ok(store)
     }
 
     /// Which database this is.

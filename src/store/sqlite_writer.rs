@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::StoreError;
 use super::events::{INSERT_EVENT, NewEvent};
-use super::evidence::{INSERT_EVIDENCE, NewEvidence};
+use super::evidence::{INSERT_EVIDENCE, INSERT_LINK, LAST_LINK, NewEvidence, Seal};
 use super::inbound::{COUNT_BOUNCES, InboundOutcome, InboundRecord, InboundWrites, write_inbound};
 use super::suppressions::{
     AddOutcome, IN_FORCE, NewSuppression, erased_among_sql, expire_due_sql, insert_one_sql,
@@ -153,7 +153,7 @@ impl InboundWrites for RusqliteWrites<'_> {
         now: Timestamp,
     ) -> Result<i64, StoreError> {
         let (received_at, sha256, size) = evidence.computed(now);
-        self.id(
+        let id = self.id(
             INSERT_EVIDENCE,
             &[
                 &received_at,
@@ -165,7 +165,25 @@ impl InboundWrites for RusqliteWrites<'_> {
                 &evidence.helo,
                 &evidence.peer_ip,
             ],
-        )
+        )?;
+        let previous: Option<String> = self
+            .tx
+            .prepare_cached(LAST_LINK)?
+            .query_row([], |row| row.get(0))
+            .optional()?;
+        let seal = Seal::new(id, received_at, sha256, evidence.envelope_sha256());
+        let link = seal.link(previous.as_deref());
+        self.tx.prepare_cached(INSERT_LINK)?.execute(
+            named(&[
+                &seal.id,
+                &seal.received_at,
+                &seal.sha256,
+                &seal.envelope_sha256,
+                &link,
+            ])
+            .as_slice(),
+        )?;
+        Ok(id)
     }
 
     async fn insert_event(&mut self, event: &NewEvent, now: Timestamp) -> Result<i64, StoreError> {
