@@ -10,6 +10,7 @@ pub mod bulk;
 pub mod cli;
 pub mod config;
 pub mod inbound;
+pub mod log_limit;
 pub mod model;
 pub mod policy;
 pub mod secret;

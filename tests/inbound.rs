@@ -16,6 +16,7 @@ use bouncegate::smtp::{ServerHandle, SmtpLimits, SmtpServer};
 use bouncegate::store::{NewSend, Store};
 use bouncegate::token::{TokenBinding, TokenKeys, TokenKind};
 use common::{ORGANISATION, TestDb, databases};
+use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -762,6 +763,62 @@ async fn plain_unsubscribes_are_the_owners_only_when_the_sender_is_authenticated
             "{}",
             db.backend
         );
+        g.handle.shutdown().await;
+    }
+}
+
+/// PostgreSQL dropped and re-created under a running gateway: the schema comes back by itself
+/// (with the installation secret), and mails are stored again without a restart.
+#[tokio::test]
+async fn a_recreated_postgres_database_is_migrated_again_without_a_restart() {
+    for db in databases().await {
+        let Some((base, schema)) = db.postgres_schema() else {
+            continue;
+        };
+        let g = start(&db, "").await;
+        let token = g
+            .send("again@example.net", None, "r1", TokenKind::Bounce)
+            .await;
+        let secret = g.service.store().secret().to_hex();
+        let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
+        sqlx::raw_sql(&format!(
+            "DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema};"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let mail = dsn(
+            "again@example.net",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 user unknown",
+            "r1",
+        );
+        let mut replies = Vec::new();
+        for _ in 0..3 {
+            let reply = smtp(&g, "", &format!("b+{token}@{DOMAIN}"), &mail).await;
+            let stored = reply.starts_with("250");
+            replies.push(reply);
+            if stored {
+                break;
+            }
+        }
+        assert!(
+            replies.last().unwrap().starts_with("250") && replies.len() <= 2,
+            "at most one 451, then stored: {replies:?}"
+        );
+        let row: (String,) = sqlx::query_as(&format!(
+            "SELECT value FROM {schema}.settings WHERE key = 'installation_secret'"
+        ))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(row.0, secret, "the instance's secret is put back");
+        let (count,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {schema}.evidence"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
         g.handle.shutdown().await;
     }
 }

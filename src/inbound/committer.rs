@@ -102,7 +102,7 @@ fn settled(batch: &Batch, result: Result<(), StoreError>) -> Option<Vec<Result<(
         Ok(()) => Some(vec![Ok(()); batch.len()]),
         Err(error) if batch.len() == 1 => Some(vec![Err(error.to_string())]),
         Err(error) => {
-            tracing::warn!(%error, mails = batch.len(), "group commit failed; writing one at a time");
+            tracing::debug!(%error, mails = batch.len(), "group commit failed; writing one at a time");
             None
         }
     }
@@ -123,7 +123,13 @@ async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(PendingMail, Rep
     while let Some(first) = receiver.recv().await {
         let batch = fill(first, &mut receiver);
         let now = chrono::Utc::now();
-        let result = store.record_inbound_many(&records(&batch), now).await;
+        let mut result = store.record_inbound_many(&records(&batch), now).await;
+        if let Err(error) = &result
+            && store.repair_missing_schema(error).await
+        {
+            // The database came back empty (dropped and re-created): its schema is back, try again.
+            result = store.record_inbound_many(&records(&batch), now).await;
+        }
         let replies = match settled(&batch, result.map(|_| ())) {
             Some(replies) => replies,
             None => {

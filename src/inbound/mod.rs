@@ -23,6 +23,7 @@ pub use route::{Route, route};
 use crate::address::EmailAddress;
 use crate::analysis::{Analyzer, BounceClass, RecipientReport, Report, ReportKind};
 use crate::config::Config;
+use crate::log_limit::LogLimit;
 use crate::model::{Channel, Reason, Scope, Source, Timestamp};
 use crate::smtp::{MessageSink, ReceivedMessage, SinkError};
 use crate::store::{Escalation, InboundEvent, NewEvent, NewSuppression, SendRecord, Store};
@@ -44,7 +45,12 @@ pub struct InboundSink {
     authenticator: Option<SenderAuthenticator>,
     /// Plain unsubscribe mails per client IP in the last hour.
     unsubscribe_rate: UnsubscribeRate,
+    /// A failing store would log every 451; identical ones are counted instead.
+    failure_log: LogLimit,
 }
+
+/// How often one identical store failure is logged.
+const FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How far an unsubscribe request is to be trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +98,7 @@ impl InboundSink {
             analyzer,
             authenticator,
             unsubscribe_rate: UnsubscribeRate::default(),
+            failure_log: LogLimit::new(FAILURE_LOG_EVERY),
         }
     }
 
@@ -168,7 +175,14 @@ impl InboundSink {
             events,
         };
         self.committer.commit(pending).await.map_err(|error| {
-            tracing::warn!(%error, "could not store a received mail; answering 451");
+            if let Some(held_back) = self.failure_log.admit(&error, Instant::now()) {
+                tracing::warn!(
+                    %error,
+                    repeats_held_back = held_back,
+                    "could not store a received mail; answering 451 (repeats are logged once per {}s)",
+                    FAILURE_LOG_EVERY.as_secs()
+                );
+            }
             SinkError::Temporary(error)
         })?;
         Ok(())
@@ -440,7 +454,10 @@ impl InboundSink {
                 }
             }
             for id in answered {
-                let sends = self.store.sends_of_message(&id).await.map_err(temporary)?;
+                let sends = match self.store.sends_of_message(&id).await {
+                    Ok(sends) => sends,
+                    Err(error) => return Err(self.store_failed(error).await),
+                };
                 if let Some(send) = sends.iter().find(|s| {
                     s.company == company && s.address_hash == hash.as_str() && !s.brand.is_empty()
                 }) {
@@ -641,7 +658,11 @@ impl InboundSink {
         if !kinds.contains(&parsed.kind) {
             return Ok(None);
         }
-        let Some(send) = self.store.send(parsed.send_id).await.map_err(temporary)? else {
+        let send = match self.store.send(parsed.send_id).await {
+            Ok(send) => send,
+            Err(error) => return Err(self.store_failed(error).await),
+        };
+        let Some(send) = send else {
             return Ok(None);
         };
         let binding = TokenBinding {
@@ -711,11 +732,10 @@ impl InboundSink {
             });
         };
         let hash = self.store.hash(address);
-        let sends = self
-            .store
-            .sends_of_message(message_id)
-            .await
-            .map_err(temporary)?;
+        let sends = match self.store.sends_of_message(message_id).await {
+            Ok(sends) => sends,
+            Err(error) => return Err(self.store_failed(error).await),
+        };
         let send = sends.into_iter().find(|s| s.address_hash == hash.as_str());
         Ok(Attribution {
             verified: send.is_some(),
@@ -756,8 +776,13 @@ impl UnsubscribeRate {
     }
 }
 
-fn temporary(error: crate::store::StoreError) -> SinkError {
-    SinkError::Temporary(error.to_string())
+impl InboundSink {
+    /// A store failure before the commit: this mail gets a 451; if the schema is gone, it is
+    /// re-created for the mails after it.
+    async fn store_failed(&self, error: crate::store::StoreError) -> SinkError {
+        self.store.repair_missing_schema(&error).await;
+        SinkError::Temporary(error.to_string())
+    }
 }
 
 impl MessageSink for InboundSink {

@@ -57,8 +57,8 @@ pub enum StoreError {
     Migrate(#[from] MigrateError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("database error (SQLite read): {0}")]
-    SqliteRead(#[from] rusqlite::Error),
+    #[error("database error (SQLite): {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("the store is closed")]
     Closed,
     #[error("the database holds a value this version does not understand: {0}")]
@@ -226,6 +226,69 @@ fn prepare_url(url: &str) -> Result<(Backend, String, Option<std::path::PathBuf>
 }
 
 /// Several instances may start at once on one PostgreSQL: the first insert wins, all read it back.
+impl StoreError {
+    /// Whether the database answered that a table does not exist: its schema is gone (a dropped
+    /// and re-created database), not a passing fault.
+    pub fn is_missing_schema(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                error.code().as_deref() == Some("42P01")
+                    || error.message().contains("no such table")
+            }
+            StoreError::Sqlite(error) => error.to_string().contains("no such table"),
+            _ => false,
+        }
+    }
+}
+
+impl Store {
+    /// After `error`, if it says the schema is gone (the database was dropped and re-created
+    /// under a running gateway): applies the migrations again and puts this instance's
+    /// installation secret back, so tokens and hashes keep meaning what they meant. `true` when
+    /// the schema is back and the write may be tried again.
+    pub async fn repair_missing_schema(&self, error: &StoreError) -> bool {
+        if !error.is_missing_schema() {
+            return false;
+        }
+        tracing::error!(%error, "the database schema is gone (was the database dropped and re-created?); applying the migrations again");
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let repaired = async {
+            migrator.run(&self.pool).await?;
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(SECRET_KEY)
+            .bind(self.secret.to_hex())
+            .execute(&self.pool)
+            .await?;
+            let stored = load_or_create_secret(&self.pool).await?;
+            Ok::<bool, StoreError>(stored.to_hex() == self.secret.to_hex())
+        }
+        .await;
+        match repaired {
+            Ok(true) => {
+                tracing::warn!(
+                    "schema re-created and the installation secret restored; the store is writable again"
+                );
+                true
+            }
+            Ok(false) => {
+                tracing::error!(
+                    "schema re-created, but the database holds another installation secret (another instance set it): restart this instance to use it"
+                );
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not re-create the schema: restart the gateway once the database is back");
+                false
+            }
+        }
+    }
+}
+
 async fn load_or_create_secret(pool: &AnyPool) -> Result<InstallationSecret, StoreError> {
     sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
         .bind(SECRET_KEY)

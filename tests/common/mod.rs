@@ -23,6 +23,13 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The PostgreSQL server's own URL and this test's schema (`None` on SQLite).
+    pub fn postgres_schema(&self) -> Option<(&str, &str)> {
+        self.pg_schema
+            .as_ref()
+            .map(|(base, schema)| (base.as_str(), schema.as_str()))
+    }
+
     /// A place for files of this test.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
