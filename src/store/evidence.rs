@@ -127,19 +127,19 @@ pub(crate) async fn insert_evidence(
         .fetch_one(&mut **tx)
         .await?;
     let id = rows::int(&row, "id")?;
-    let previous = sqlx::query(LAST_LINK).fetch_optional(&mut **tx).await?;
-    let previous = previous.map(|row| rows::text(&row, "link")).transpose()?;
-    let seal = Seal::new(id, received_at, sha256, evidence.envelope_sha256());
-    let link = seal.link(previous.as_deref());
-    sqlx::query(INSERT_LINK)
-        .bind(seal.id)
-        .bind(&seal.received_at)
-        .bind(&seal.sha256)
-        .bind(&seal.envelope_sha256)
-        .bind(link)
-        .execute(&mut **tx)
+    let previous = last_link(tx).await?;
+    Seal::new(id, received_at, sha256, evidence.envelope_sha256())
+        .append(tx, previous.as_deref())
         .await?;
     Ok(id)
+}
+
+/// The newest link of the chain, if any.
+pub(super) async fn last_link(
+    tx: &mut Transaction<'static, Any>,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query(LAST_LINK).fetch_optional(&mut **tx).await?;
+    row.map(|row| rows::text(&row, "link")).transpose()
 }
 
 /// Held by a PostgreSQL transaction that adds to the chain, until it ends.
@@ -173,6 +173,24 @@ impl Seal {
             sha256,
             envelope_sha256,
         }
+    }
+
+    /// Writes this seal's link after `previous` (sqlx path); returns the link.
+    pub(super) async fn append(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        previous: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let link = self.link(previous);
+        sqlx::query(INSERT_LINK)
+            .bind(self.id)
+            .bind(&self.received_at)
+            .bind(&self.sha256)
+            .bind(&self.envelope_sha256)
+            .bind(&link)
+            .execute(&mut **tx)
+            .await?;
+        Ok(link)
     }
 
     /// The link after `previous` (none for the first row): hex SHA-256 over the previous link

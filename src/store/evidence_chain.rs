@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::evidence::{INSERT_LINK, LAST_LINK, Seal, envelope_sha256};
+use super::evidence::{Seal, envelope_sha256, last_link};
 use super::{Store, StoreError, rows};
 use crate::model::{Timestamp, format_time};
 
@@ -128,8 +128,7 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let previous = sqlx::query(LAST_LINK).fetch_optional(&mut *tx).await?;
-        let mut previous = previous.map(|row| rows::text(&row, "link")).transpose()?;
+        let mut previous = last_link(&mut tx).await?;
         for row in &unsealed {
             let seal = Seal::new(
                 rows::int(row, "id")?,
@@ -137,16 +136,7 @@ impl Store {
                 rows::text(row, "sha256")?,
                 envelope_of(row)?,
             );
-            let link = seal.link(previous.as_deref());
-            sqlx::query(INSERT_LINK)
-                .bind(seal.id)
-                .bind(&seal.received_at)
-                .bind(&seal.sha256)
-                .bind(&seal.envelope_sha256)
-                .bind(&link)
-                .execute(&mut *tx)
-                .await?;
-            previous = Some(link);
+            previous = Some(seal.append(&mut tx, previous.as_deref()).await?);
         }
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2)")
             .bind(CHAIN_STARTED)
