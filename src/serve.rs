@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::analysis::{Analyzer, BounceRules};
 use crate::config::Config;
 use crate::inbound::InboundSink;
-use crate::smtp::{SmtpServer, load_tls};
+use crate::smtp::{ListenerConfig, ReplyTexts, SmtpServer, load_tls};
 use crate::store::Store;
 
 /// Logs go to standard error; `RUST_LOG` overrides the level.
@@ -66,7 +66,18 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| inbound.domain.clone());
     let sink = Arc::new(InboundSink::new(store.clone(), config.clone(), analyzer));
-    let server = SmtpServer::bind(inbound.listen, sink, inbound.limits.clone(), hostname, tls)
+    let listener = ListenerConfig {
+        tls,
+        limits: inbound.limits.clone(),
+        texts: ReplyTexts {
+            unknown_recipient: "No such recipient here; this server does not relay".into(),
+            help: "This server takes bounces, complaints and unsubscribe requests; see RFC 5321"
+                .into(),
+            ..ReplyTexts::default()
+        },
+        ..ListenerConfig::new(inbound.listen, hostname)
+    };
+    let server = SmtpServer::bind(listener, sink)
         .await
         .with_context(|| format!("cannot listen on {} (inbound.listen)", inbound.listen))?;
     let listener = server.spawn();

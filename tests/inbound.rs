@@ -12,7 +12,7 @@ use bouncegate::config::Config;
 use bouncegate::inbound::InboundSink;
 use bouncegate::model::{Channel, ContactStatus, MailClass};
 use bouncegate::service::{CheckRequest, SuppressionService};
-use bouncegate::smtp::{ServerHandle, SmtpLimits, SmtpServer};
+use bouncegate::smtp::{ListenerConfig, ServerHandle, SmtpServer};
 use bouncegate::store::{NewSend, Store};
 use bouncegate::token::{TokenBinding, TokenKeys, TokenKind};
 use common::{ORGANISATION, TestDb, databases};
@@ -39,11 +39,8 @@ async fn start(db: &TestDb, inbound: &str) -> Gateway {
     ));
     let keys = sink.keys().clone();
     let server = SmtpServer::bind(
-        "127.0.0.1:0".parse().unwrap(),
+        ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test"),
         sink,
-        SmtpLimits::default(),
-        "mx.test".into(),
-        None,
     )
     .await
     .unwrap();

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bouncegate::smtp::{
-    MessageSink, ReceivedMessage, ServerHandle, SinkError, SmtpLimits, SmtpServer,
+    AuthOutcome, Authenticator, ListenerConfig, MailFrom, MessageSink, RcptTo, ReceivedMessage,
+    ServerHandle, SessionInfo, SinkError, SmtpLimits, SmtpServer,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -13,18 +14,35 @@ use tokio::net::TcpStream;
 struct MemorySink {
     messages: Mutex<Vec<ReceivedMessage>>,
     fail_next: Mutex<bool>,
+    /// Senders are refused unless the session authenticated.
+    require_identity: bool,
+    /// What MAIL saw of each session.
+    seen_at_mail: Mutex<Vec<(SessionInfo, MailFrom)>>,
 }
 
 impl MessageSink for MemorySink {
-    fn accepts_recipient(&self, address: &str) -> Result<(), SinkError> {
-        if address.ends_with("@bounces.example.org") {
+    async fn mail(&self, session: &SessionInfo, from: &MailFrom) -> Result<(), SinkError> {
+        self.seen_at_mail
+            .lock()
+            .unwrap()
+            .push((session.clone(), from.clone()));
+        if self.require_identity && session.identity.is_none() {
+            return Err(SinkError::Reply(
+                bouncegate::smtp::Reply::AUTH_REQUIRED.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn rcpt(&self, _: &SessionInfo, _: &MailFrom, to: &RcptTo) -> Result<(), SinkError> {
+        if to.address.ends_with("@bounces.example.org") {
             Ok(())
         } else {
             Err(SinkError::UnknownRecipient)
         }
     }
 
-    async fn deliver(&self, message: ReceivedMessage) -> Result<(), SinkError> {
+    async fn data(&self, message: ReceivedMessage) -> Result<(), SinkError> {
         if std::mem::take(&mut *self.fail_next.lock().unwrap()) {
             return Err(SinkError::Temporary("store down".into()));
         }
@@ -33,17 +51,18 @@ impl MessageSink for MemorySink {
     }
 }
 
+fn listener(limits: SmtpLimits) -> ListenerConfig {
+    ListenerConfig {
+        limits,
+        ..ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test")
+    }
+}
+
 async fn start(limits: SmtpLimits) -> (ServerHandle, Arc<MemorySink>) {
     let sink = Arc::new(MemorySink::default());
-    let server = SmtpServer::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        sink.clone(),
-        limits,
-        "mx.test".into(),
-        None,
-    )
-    .await
-    .unwrap();
+    let server = SmtpServer::bind(listener(limits), sink.clone())
+        .await
+        .unwrap();
     (server.spawn(), sink)
 }
 
@@ -133,9 +152,12 @@ async fn a_full_transaction_keeps_the_bytes_exactly() {
         messages[0].data,
         "Subject: test\r\n\r\n.leading dot\r\nbody \u{e4}\r\n".as_bytes()
     );
-    assert_eq!(messages[0].mail_from, "");
-    assert_eq!(messages[0].rcpt_to, vec!["b+abc@bounces.example.org"]);
-    assert_eq!(messages[0].helo, "client.test");
+    assert_eq!(messages[0].mail_from.address, "");
+    assert_eq!(
+        messages[0].recipients().collect::<Vec<_>>(),
+        vec!["b+abc@bounces.example.org"]
+    );
+    assert_eq!(messages[0].session.helo, "client.test");
 }
 
 #[tokio::test]
@@ -281,15 +303,11 @@ async fn starttls_upgrades_and_the_session_starts_over() {
     );
 
     let sink = Arc::new(MemorySink::default());
-    let server = SmtpServer::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        sink.clone(),
-        SmtpLimits::default(),
-        "mx.test".into(),
-        Some(acceptor),
-    )
-    .await
-    .unwrap();
+    let config = ListenerConfig {
+        tls: Some(acceptor),
+        ..listener(SmtpLimits::default())
+    };
+    let server = SmtpServer::bind(config, sink.clone()).await.unwrap();
     let handle = server.spawn();
     let mut c = Client::connect(&handle).await;
     assert!(c.command("EHLO c").await.contains("STARTTLS"));
@@ -524,4 +542,177 @@ async fn two_thousand_trickling_clients_keep_others_out_no_longer_than_the_comma
     for trickler in tricklers {
         trickler.abort();
     }
+}
+
+/// Knows one client, `news` with password `pw`; locks a peer out after three failures.
+#[derive(Default)]
+struct OneClient {
+    failures: Mutex<u32>,
+}
+
+impl Authenticator for OneClient {
+    async fn authenticate(&self, _: std::net::IpAddr, user: &str, password: &str) -> AuthOutcome {
+        if user == "news" && password == "pw" {
+            return AuthOutcome::Accepted("news".into());
+        }
+        let mut failures = self.failures.lock().unwrap();
+        *failures += 1;
+        if *failures >= 3 {
+            AuthOutcome::LockedOut
+        } else {
+            AuthOutcome::Rejected
+        }
+    }
+}
+
+async fn start_with_auth(address: &str) -> (ServerHandle, Arc<MemorySink>) {
+    let sink = Arc::new(MemorySink {
+        require_identity: true,
+        ..MemorySink::default()
+    });
+    let config = ListenerConfig {
+        address: address.parse().unwrap(),
+        ..listener(SmtpLimits::default())
+    };
+    let server =
+        SmtpServer::bind_with_auth(config, sink.clone(), Some(Arc::new(OneClient::default())))
+            .await
+            .unwrap();
+    (server.spawn(), sink)
+}
+
+fn b64(text: &str) -> String {
+    data_encoding::BASE64.encode(text.as_bytes())
+}
+
+#[tokio::test]
+async fn auth_plain_and_login_identify_the_session_to_the_sink() {
+    let (handle, sink) = start_with_auth("127.0.0.1:0").await;
+    let mut c = Client::connect(&handle).await;
+    let ehlo = c.command("EHLO client.test").await;
+    assert!(
+        ehlo.contains("AUTH PLAIN LOGIN"),
+        "loopback: offered\n{ehlo}"
+    );
+    assert!(
+        c.command("MAIL FROM:<news@acme.example>")
+            .await
+            .starts_with("530 5.7.0")
+    );
+    assert!(
+        c.command(&format!("AUTH PLAIN {}", b64("\0news\0wrong")))
+            .await
+            .starts_with("535 5.7.8")
+    );
+    assert!(c.command("AUTH CRAM-MD5").await.starts_with("504"));
+    assert!(c.command("AUTH PLAIN not-base64!").await.starts_with("501"));
+    assert!(
+        c.command(&format!("AUTH PLAIN {}", b64("\0news\0pw")))
+            .await
+            .starts_with("235 2.7.0")
+    );
+    assert!(
+        c.command(&format!("AUTH PLAIN {}", b64("\0news\0pw")))
+            .await
+            .starts_with("503")
+    );
+    assert!(
+        c.command("MAIL FROM:<news@acme.example> SIZE=100 BODY=8BITMIME")
+            .await
+            .starts_with("250")
+    );
+    let seen = sink.seen_at_mail.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen.0.identity.as_deref(), Some("news"));
+    assert_eq!(seen.0.helo, "client.test");
+    assert_eq!(seen.1.size, Some(100));
+    assert_eq!(seen.1.body, Some(bouncegate::smtp::BodyType::EightBitMime));
+    assert!(c.command("RCPT TO:<x@bounces.example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;x@bounces.example.org").await.starts_with("250"));
+    assert!(c.command("DATA").await.starts_with("354"));
+    assert!(c.command("hello\r\n.").await.starts_with("250"));
+    let message = sink.messages.lock().unwrap()[0].clone();
+    assert_eq!(message.session.identity.as_deref(), Some("news"));
+    assert!(message.rcpt_to[0].notify.failure && message.rcpt_to[0].notify.delay);
+    assert_eq!(
+        message.rcpt_to[0].orcpt.as_deref(),
+        Some("x@bounces.example.org")
+    );
+
+    // LOGIN, step by step, and a cancelled exchange.
+    let mut l = Client::connect(&handle).await;
+    l.command("EHLO c").await;
+    assert!(
+        l.command("AUTH LOGIN")
+            .await
+            .starts_with("334 VXNlcm5hbWU6")
+    );
+    assert!(l.command("*").await.starts_with("501"));
+    assert!(
+        l.command("AUTH LOGIN")
+            .await
+            .starts_with("334 VXNlcm5hbWU6")
+    );
+    assert!(
+        l.command(&b64("news"))
+            .await
+            .starts_with("334 UGFzc3dvcmQ6")
+    );
+    assert!(l.command(&b64("pw")).await.starts_with("235"));
+    let mut p = Client::connect(&handle).await;
+    p.command("EHLO c").await;
+    assert!(p.command("AUTH PLAIN").await.starts_with("334"));
+    assert!(p.command(&b64("\0news\0pw")).await.starts_with("235"));
+}
+
+#[tokio::test]
+async fn auth_failures_lock_out_and_plain_text_from_afar_is_not_offered() {
+    let (handle, _sink) = start_with_auth("127.0.0.1:0").await;
+    let mut c = Client::connect(&handle).await;
+    c.command("EHLO c").await;
+    for _ in 0..2 {
+        assert!(
+            c.command(&format!("AUTH PLAIN {}", b64("\0news\0nope")))
+                .await
+                .starts_with("535")
+        );
+    }
+    assert!(
+        c.command(&format!("AUTH PLAIN {}", b64("\0news\0nope")))
+            .await
+            .starts_with("421 4.7.0")
+    );
+
+    // From a non-loopback address without TLS a password would cross the network in clear.
+    let Some(own) = own_address() else {
+        eprintln!("skipping the non-loopback part: this machine has no non-loopback IPv4 address");
+        return;
+    };
+    let (handle, _sink) = start_with_auth("0.0.0.0:0").await;
+    let port = handle.local_addr().port();
+    let stream = TcpStream::connect((own, port)).await.unwrap();
+    let (read, writer) = stream.into_split();
+    let mut far = Client {
+        reader: BufReader::new(read),
+        writer,
+    };
+    assert!(far.reply().await.starts_with("220"));
+    let ehlo = far.command("EHLO c").await;
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    assert!(
+        far.command(&format!("AUTH PLAIN {}", b64("\0news\0pw")))
+            .await
+            .starts_with("538 5.7.11")
+    );
+    assert!(
+        far.command("MAIL FROM:<a@acme.example>")
+            .await
+            .starts_with("530")
+    );
+}
+
+/// This machine's address on its outgoing interface, if it is not loopback.
+fn own_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }

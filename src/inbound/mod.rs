@@ -25,7 +25,7 @@ use crate::analysis::{Analyzer, BounceClass, RecipientReport, Report, ReportKind
 use crate::config::Config;
 use crate::log_limit::LogLimit;
 use crate::model::{Channel, Reason, Scope, Source, Timestamp};
-use crate::smtp::{MessageSink, ReceivedMessage, SinkError};
+use crate::smtp::{MailFrom, MessageSink, RcptTo, ReceivedMessage, SessionInfo, SinkError};
 use crate::store::{Escalation, InboundEvent, NewEvent, NewSuppression, SendRecord, Store};
 use crate::token::{TokenBinding, TokenKeys, TokenKind};
 use committer::{Committer, PendingMail};
@@ -127,8 +127,7 @@ impl InboundSink {
         });
         let mut events = Vec::new();
         let mut routes: Vec<Route> = message
-            .rcpt_to
-            .iter()
+            .recipients()
             .filter_map(|r| route(r, &self.config))
             .collect();
         routes.dedup();
@@ -166,10 +165,10 @@ impl InboundSink {
             });
         }
         let pending = PendingMail {
-            rcpt_to: message.rcpt_to.join(", "),
-            peer_ip: message.peer.to_string(),
-            mail_from: message.mail_from,
-            helo: message.helo,
+            rcpt_to: message.recipients().collect::<Vec<_>>().join(", "),
+            peer_ip: message.session.peer.to_string(),
+            mail_from: message.mail_from.address,
+            helo: message.session.helo,
             raw: message.data,
             received_at: now,
             events,
@@ -440,7 +439,7 @@ impl InboundSink {
             .and_then(|a| a.first())
             .and_then(|a| a.address())
             .map(str::to_string)
-            .unwrap_or_else(|| message.mail_from.clone());
+            .unwrap_or_else(|| message.mail_from.address.clone());
         let target = EmailAddress::parse(&from).ok();
         let mut scope = Scope::Company(company.to_string());
         if let (Some(parsed), Some(target)) = (&parsed, &target) {
@@ -491,9 +490,9 @@ impl InboundSink {
         let authentication = match &self.authenticator {
             Some(authenticator) => {
                 let envelope = Envelope {
-                    peer: message.peer,
-                    helo: &message.helo,
-                    mail_from: &message.mail_from,
+                    peer: message.session.peer,
+                    helo: &message.session.helo,
+                    mail_from: &message.mail_from.address,
                 };
                 authenticator
                     .authenticate(&message.data, target.domain(), &envelope)
@@ -502,13 +501,15 @@ impl InboundSink {
             None => Authentication::None,
         };
         let limit = self.config.inbound.max_unsubscribes_per_sender_ip_per_hour;
-        let count = self.unsubscribe_rate.count(message.peer, Instant::now());
+        let count = self
+            .unsubscribe_rate
+            .count(message.session.peer, Instant::now());
         if authentication.is_authenticated() {
             Standing::Proven(authentication)
         } else if count > limit {
             Standing::Held(format!(
                 "held for staff review: {count} plain unsubscribe mails from {} within an hour (limit {limit}), sender not authenticated",
-                message.peer
+                message.session.peer
             ))
         } else {
             Standing::Unverified
@@ -786,13 +787,13 @@ impl InboundSink {
 }
 
 impl MessageSink for InboundSink {
-    fn accepts_recipient(&self, address: &str) -> Result<(), SinkError> {
-        route(address, &self.config)
+    async fn rcpt(&self, _: &SessionInfo, _: &MailFrom, to: &RcptTo) -> Result<(), SinkError> {
+        route(&to.address, &self.config)
             .map(|_| ())
             .ok_or(SinkError::UnknownRecipient)
     }
 
-    async fn deliver(&self, message: ReceivedMessage) -> Result<(), SinkError> {
+    async fn data(&self, message: ReceivedMessage) -> Result<(), SinkError> {
         self.process(message).await
     }
 }

@@ -28,7 +28,8 @@ replies! {
     ACCEPTED = 250 "2.0.0" "Message accepted";
     RESET = 250 "2.0.0" "Reset";
     BYE = 221 "2.0.0" "Bye";
-    HELP = 214 "2.0.0" "This server takes bounces, complaints and unsubscribe requests; see RFC 5321";
+    HELP = 214 "2.0.0" "See RFC 5321";
+    AUTHENTICATED = 235 "2.7.0" "Authentication succeeded";
     START_DATA = 354 "" "Send the message, end with <CRLF>.<CRLF>";
     START_TLS = 220 "2.0.0" "Ready to start TLS";
     SHUTTING_DOWN = 421 "4.3.2" "Service shutting down, try again later";
@@ -39,11 +40,15 @@ replies! {
     TOO_SLOW = 421 "4.4.2" "Message data too slow, closing connection";
     SESSION_TOO_LONG = 421 "4.4.2" "Session too long, closing connection";
     STORE_FAILED = 451 "4.3.0" "Temporary failure storing the message, try again later";
+    AUTH_TEMPORARY = 454 "4.7.0" "Temporary authentication failure, try again later";
+    AUTH_LOCKED_OUT = 421 "4.7.0" "Too many failed authentications, try again later";
     TOO_MANY_RECIPIENTS = 452 "4.5.3" "Too many recipients";
     TLS_UNAVAILABLE = 454 "4.7.0" "TLS not available";
     UNKNOWN_COMMAND = 500 "5.5.1" "Command not recognized";
     LINE_TOO_LONG = 500 "5.5.2" "Line too long";
     SYNTAX_ERROR = 501 "5.5.4" "Syntax error in parameters";
+    BAD_CREDENTIALS_SYNTAX = 501 "5.5.2" "Cannot decode the credentials";
+    AUTH_CANCELLED = 501 "5.7.0" "Authentication cancelled";
     BAD_SENDER = 501 "5.1.7" "Bad sender address syntax";
     BAD_RECIPIENT = 501 "5.1.3" "Bad recipient address syntax";
     NOT_IMPLEMENTED = 502 "5.5.1" "Command not implemented";
@@ -53,7 +58,13 @@ replies! {
     NESTED_MAIL = 503 "5.5.1" "Sender already given";
     NEED_RCPT = 503 "5.5.1" "Send RCPT TO first";
     ALREADY_TLS = 503 "5.5.1" "TLS already active";
-    UNKNOWN_RECIPIENT = 550 "5.1.1" "No such recipient here; this server does not relay";
+    ALREADY_AUTHENTICATED = 503 "5.5.1" "Already authenticated";
+    AUTH_IN_TRANSACTION = 503 "5.5.1" "AUTH is not allowed during a mail transaction";
+    UNKNOWN_MECHANISM = 504 "5.5.4" "Unrecognized authentication mechanism; use PLAIN or LOGIN";
+    AUTH_REQUIRED = 530 "5.7.0" "Authentication required";
+    AUTH_FAILED = 535 "5.7.8" "Authentication credentials invalid";
+    ENCRYPTION_REQUIRED = 538 "5.7.11" "Encryption required for requested authentication mechanism";
+    UNKNOWN_RECIPIENT = 550 "5.1.1" "No such recipient here";
     REFUSED = 550 "5.7.1" "Message refused";
     TOO_BIG = 552 "5.3.4" "Message too big";
 }
@@ -79,7 +90,13 @@ impl Reply {
 }
 
 /// The EHLO answer: greeting line and one line per extension.
-pub fn ehlo(hostname: &str, peer_name: &str, max_size: usize, offer_tls: bool) -> String {
+pub fn ehlo(
+    hostname: &str,
+    peer_name: &str,
+    max_size: usize,
+    offer_tls: bool,
+    offer_auth: bool,
+) -> String {
     let mut lines = vec![format!("{hostname} Hello {peer_name}")];
     lines.push("PIPELINING".into());
     lines.push(format!("SIZE {max_size}"));
@@ -88,6 +105,9 @@ pub fn ehlo(hostname: &str, peer_name: &str, max_size: usize, offer_tls: bool) -
     lines.push("ENHANCEDSTATUSCODES".into());
     if offer_tls {
         lines.push("STARTTLS".into());
+    }
+    if offer_auth {
+        lines.push("AUTH PLAIN LOGIN".into());
     }
     let last = lines.len() - 1;
     lines
@@ -112,9 +132,10 @@ mod tests {
             Reply::REFUSED.with_text("no\r\nthanks").to_wire(),
             "550 5.7.1 nothanks\r\n"
         );
-        let ehlo = ehlo("mx.example.org", "client.example", 1000, true);
+        let ehlo = ehlo("mx.example.org", "client.example", 1000, true, false);
         assert!(ehlo.starts_with("250-mx.example.org Hello client.example\r\n"));
         assert!(ehlo.ends_with("250 STARTTLS\r\n"));
-        assert!(!super::ehlo("mx", "c", 1, false).contains("STARTTLS"));
+        assert!(!super::ehlo("mx", "c", 1, false, false).contains("STARTTLS"));
+        assert!(super::ehlo("mx", "c", 1, false, true).ends_with("250 AUTH PLAIN LOGIN\r\n"));
     }
 }

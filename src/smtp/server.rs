@@ -11,14 +11,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use super::auth::{Authenticator, NoAuth};
 use super::replies::Reply;
 use super::session::{self, SessionEnd};
-use super::{MessageSink, ServerContext, SmtpLimits};
+use super::{ListenerConfig, MessageSink, ServerContext};
 
 /// A bound listener, not yet serving.
-pub struct SmtpServer<S> {
+pub struct SmtpServer<S, A = NoAuth> {
     listener: TcpListener,
-    context: Arc<ServerContext<S>>,
+    context: Arc<ServerContext<S, A>>,
 }
 
 /// A running listener.
@@ -28,26 +29,34 @@ pub struct ServerHandle {
     task: JoinHandle<()>,
 }
 
-impl<S: MessageSink> SmtpServer<S> {
-    /// Binds the listener.
+impl<S: MessageSink> SmtpServer<S, NoAuth> {
+    /// Binds a listener without AUTH.
     ///
     /// # Errors
     /// The address cannot be bound.
-    pub async fn bind(
-        addr: SocketAddr,
+    pub async fn bind(config: ListenerConfig, sink: Arc<S>) -> std::io::Result<Self> {
+        Self::bind_with_auth(config, sink, None).await
+    }
+}
+
+impl<S: MessageSink, A: Authenticator> SmtpServer<S, A> {
+    /// Binds a listener that offers AUTH against `authenticator` (after STARTTLS, or on
+    /// loopback).
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn bind_with_auth(
+        config: ListenerConfig,
         sink: Arc<S>,
-        limits: SmtpLimits,
-        hostname: String,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        authenticator: Option<Arc<A>>,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(config.address).await?;
         Ok(Self {
             listener,
             context: Arc::new(ServerContext {
                 sink,
-                limits,
-                hostname,
-                tls,
+                authenticator,
+                config,
             }),
         })
     }
@@ -115,12 +124,12 @@ impl PeerCounts {
     }
 }
 
-async fn accept_loop<S: MessageSink>(
+async fn accept_loop<S: MessageSink, A: Authenticator>(
     listener: TcpListener,
-    context: Arc<ServerContext<S>>,
+    context: Arc<ServerContext<S, A>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let max = context.limits.max_connections.max(1);
+    let max = context.config.limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
     let peers = Arc::new(PeerCounts::default());
     loop {
@@ -143,7 +152,7 @@ async fn accept_loop<S: MessageSink>(
             });
             continue;
         };
-        if !peers.try_add(peer, context.limits.max_connections_per_ip) {
+        if !peers.try_add(peer, context.config.limits.max_connections_per_ip) {
             tokio::spawn(async move {
                 let _ = stream
                     .write_all(Reply::TOO_MANY_CONNECTIONS.to_wire().as_bytes())
@@ -162,18 +171,18 @@ async fn accept_loop<S: MessageSink>(
     }
     drop(listener);
     // Sessions hold one slot each: all slots back means all sessions ended.
-    let grace = Duration::from_secs(context.limits.shutdown_grace_secs);
+    let grace = Duration::from_secs(context.config.limits.shutdown_grace_secs);
     let _ = tokio::time::timeout(grace, slots.acquire_many(max as u32)).await;
 }
 
-async fn handle_connection<S: MessageSink>(
-    context: &ServerContext<S>,
+async fn handle_connection<S: MessageSink, A: Authenticator>(
+    context: &ServerContext<S, A>,
     mut stream: TcpStream,
     peer: IpAddr,
     shutdown: watch::Receiver<bool>,
 ) {
-    let session_deadline =
-        tokio::time::Instant::now() + Duration::from_secs(context.limits.session_timeout_secs);
+    let session_deadline = tokio::time::Instant::now()
+        + Duration::from_secs(context.config.limits.session_timeout_secs);
     let end = session::serve(
         context,
         &mut stream,
@@ -188,12 +197,13 @@ async fn handle_connection<S: MessageSink>(
         let _ = stream.shutdown().await;
         return;
     }
-    let Some(acceptor) = context.tls.clone() else {
+    let Some(acceptor) = context.config.tls.clone() else {
         return;
     };
     let handshake = tokio::time::timeout_at(
         session_deadline.min(
-            tokio::time::Instant::now() + Duration::from_secs(context.limits.command_timeout_secs),
+            tokio::time::Instant::now()
+                + Duration::from_secs(context.config.limits.command_timeout_secs),
         ),
         acceptor.accept(stream),
     )

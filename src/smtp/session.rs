@@ -17,8 +17,12 @@ use smtp_proto::{Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::auth::{self, AuthOutcome, Authenticator};
 use super::replies::{self, Reply};
-use super::{MessageSink, ReceivedMessage, ServerContext, SinkError};
+use super::{
+    BodyType, DsnReturn, MailFrom, MessageSink, Notify, RcptTo, ReceivedMessage, ServerContext,
+    SessionInfo, SinkError,
+};
 
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,8 +42,8 @@ const MAX_COMMAND_LINE: usize = 4096;
 #[derive(Default)]
 struct Transaction {
     helo: Option<String>,
-    mail_from: Option<String>,
-    rcpt_to: Vec<String>,
+    mail_from: Option<MailFrom>,
+    rcpt_to: Vec<RcptTo>,
 }
 
 /// What reading more input gave.
@@ -50,11 +54,13 @@ enum Input {
     ShuttingDown,
 }
 
-struct Session<'a, S, IO> {
-    ctx: &'a ServerContext<S>,
+struct Session<'a, S, A, IO> {
+    ctx: &'a ServerContext<S, A>,
     io: &'a mut IO,
     peer: IpAddr,
     tls_active: bool,
+    /// Who the client authenticated as.
+    identity: Option<String>,
     shutdown: watch::Receiver<bool>,
     input: Vec<u8>,
     output: String,
@@ -71,8 +77,8 @@ struct Session<'a, S, IO> {
 }
 
 /// Runs a session on `io` until it ends. `greet` sends the 220 banner (not after STARTTLS).
-pub(crate) async fn serve<S, IO>(
-    ctx: &ServerContext<S>,
+pub(crate) async fn serve<S, A, IO>(
+    ctx: &ServerContext<S, A>,
     io: &mut IO,
     peer: IpAddr,
     tls_active: bool,
@@ -82,6 +88,7 @@ pub(crate) async fn serve<S, IO>(
 ) -> SessionEnd
 where
     S: MessageSink,
+    A: Authenticator,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut session = Session {
@@ -89,18 +96,23 @@ where
         io,
         peer,
         tls_active,
+        identity: None,
         shutdown,
         input: Vec::with_capacity(1024),
         output: String::new(),
         state: Transaction::default(),
         bad_commands: 0,
         junk_commands: 0,
-        command_deadline: Instant::now() + Duration::from_secs(ctx.limits.command_timeout_secs),
+        command_deadline: Instant::now()
+            + Duration::from_secs(ctx.config.limits.command_timeout_secs),
         session_deadline,
         skip_to_line_end: false,
     };
     if greet {
-        let banner = format!("220 {} ESMTP bouncegate\r\n", ctx.hostname);
+        let banner = format!(
+            "220 {} {}\r\n",
+            ctx.config.hostname, ctx.config.texts.greeting
+        );
         session.output.push_str(&banner);
     }
     let end = session.run().await;
@@ -108,9 +120,10 @@ where
     end
 }
 
-impl<S, IO> Session<'_, S, IO>
+impl<S, A, IO> Session<'_, S, A, IO>
 where
     S: MessageSink,
+    A: Authenticator,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     async fn run(&mut self) -> SessionEnd {
@@ -201,12 +214,13 @@ where
                         helo: Some(host.clone()),
                         ..Transaction::default()
                     };
-                    let offer_tls = self.ctx.tls.is_some() && !self.tls_active;
+                    let offer_tls = self.ctx.config.tls.is_some() && !self.tls_active;
                     let answer = replies::ehlo(
-                        &self.ctx.hostname,
+                        &self.ctx.config.hostname,
                         &host,
-                        self.ctx.limits.max_message_size,
+                        self.ctx.config.limits.max_message_size,
                         offer_tls,
+                        self.offers_auth(),
                     );
                     self.output.push_str(&answer);
                 }
@@ -215,33 +229,43 @@ where
                         helo: Some(host),
                         ..Transaction::default()
                     };
-                    self.reply(&Reply::OK.with_text(self.ctx.hostname.clone()));
+                    self.reply(&Reply::OK.with_text(self.ctx.config.hostname.clone()));
                 }
                 Request::Mail { from } => {
                     if self.state.helo.is_none() {
                         self.reply(&Reply::NEED_HELO);
                     } else if self.state.mail_from.is_some() {
                         self.reply(&Reply::NESTED_MAIL);
-                    } else if from.size > self.ctx.limits.max_message_size {
+                    } else if from.size > self.ctx.config.limits.max_message_size {
                         self.reply(&Reply::TOO_BIG);
                     } else {
-                        self.state.mail_from = Some(from.address);
-                        self.reply(&Reply::SENDER_OK);
+                        let from = mail_from(from);
+                        match self.ctx.sink.mail(&self.info(), &from).await {
+                            Ok(()) => {
+                                self.state.mail_from = Some(from);
+                                self.reply(&Reply::SENDER_OK);
+                            }
+                            Err(error) => self.reply(&self.sink_reply(&error)),
+                        }
                     }
                 }
                 Request::Rcpt { to } => {
-                    if self.state.mail_from.is_none() {
-                        self.reply(&Reply::NEED_MAIL);
-                    } else if self.state.rcpt_to.len() >= self.ctx.limits.max_recipients {
-                        self.reply(&Reply::TOO_MANY_RECIPIENTS);
-                    } else {
-                        match self.ctx.sink.accepts_recipient(&to.address) {
-                            Ok(()) => {
-                                self.state.rcpt_to.push(to.address);
-                                self.reply(&Reply::RECIPIENT_OK);
-                            }
-                            Err(error) => self.reply(&sink_reply(&error)),
+                    let to = rcpt_to(to);
+                    let info = self.info();
+                    let max = self.ctx.config.limits.max_recipients;
+                    let result = match &self.state.mail_from {
+                        None => Err(SinkError::Reply(Reply::NEED_MAIL)),
+                        Some(_) if self.state.rcpt_to.len() >= max => {
+                            Err(SinkError::Reply(Reply::TOO_MANY_RECIPIENTS))
                         }
+                        Some(from) => self.ctx.sink.rcpt(&info, from, &to).await,
+                    };
+                    match result {
+                        Ok(()) => {
+                            self.state.rcpt_to.push(to);
+                            self.reply(&Reply::RECIPIENT_OK);
+                        }
+                        Err(error) => self.reply(&self.sink_reply(&error)),
                     }
                 }
                 Request::Data => {
@@ -260,13 +284,15 @@ where
                     self.reply(&Reply::RESET);
                 }
                 Request::Noop { .. } => self.reply(&Reply::OK),
-                Request::Help { .. } => self.reply(&Reply::HELP),
+                Request::Help { .. } => {
+                    self.reply(&Reply::HELP.with_text(self.ctx.config.texts.help.clone()));
+                }
                 Request::Vrfy { .. } | Request::Expn { .. } => self.reply(&Reply::VRFY_DISABLED),
                 Request::Quit => return self.close_with(Reply::BYE),
                 Request::StartTls => {
                     if self.tls_active {
                         self.reply(&Reply::ALREADY_TLS);
-                    } else if self.ctx.tls.is_none() {
+                    } else if self.ctx.config.tls.is_none() {
                         self.reply(&Reply::TLS_UNAVAILABLE);
                     } else if !self.input.is_empty() {
                         // Commands pipelined after STARTTLS would cross the TLS boundary.
@@ -281,10 +307,17 @@ where
                         return SessionEnd::StartTls;
                     }
                 }
-                Request::Auth { .. }
-                | Request::Etrn { .. }
-                | Request::Atrn { .. }
-                | Request::Burl { .. } => self.reply(&Reply::NOT_IMPLEMENTED),
+                Request::Auth {
+                    mechanism,
+                    initial_response,
+                } => {
+                    if let Some(end) = self.auth(mechanism, initial_response).await {
+                        return end;
+                    }
+                }
+                Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                    self.reply(&Reply::NOT_IMPLEMENTED);
+                }
             }
         }
     }
@@ -314,7 +347,7 @@ where
             };
             self.input.drain(..consumed);
             received += consumed as u64;
-            if discard.is_none() && message.len() > self.ctx.limits.max_message_size {
+            if discard.is_none() && message.len() > self.ctx.config.limits.max_message_size {
                 discard = Some(DummyDataReceiver::new_data(&receiver));
                 message = Vec::new();
             }
@@ -323,7 +356,7 @@ where
             }
             // Each block within the data timeout, and the whole message at the minimum rate once
             // the first data timeout has passed.
-            let min_rate = self.ctx.limits.min_data_rate.max(1);
+            let min_rate = self.ctx.config.limits.min_data_rate.max(1);
             let rate_deadline =
                 started + grace + Duration::from_millis(received.saturating_mul(1000) / min_rate);
             let block_deadline = Instant::now() + self.data_timeout();
@@ -349,18 +382,17 @@ where
             return None;
         }
         let received = ReceivedMessage {
-            peer: self.peer,
-            helo: self.state.helo.clone().unwrap_or_default(),
+            session: self.info(),
             mail_from,
             rcpt_to,
             data: message,
         };
-        let reply = match self.ctx.sink.deliver(received).await {
+        let reply = match self.ctx.sink.data(received).await {
             Ok(()) => {
                 self.junk_commands = 0;
                 Reply::ACCEPTED
             }
-            Err(error) => sink_reply(&error),
+            Err(error) => self.sink_reply(&error),
         };
         self.reply(&reply);
         None
@@ -397,7 +429,7 @@ where
     /// Counts a bad command; `true` when the client has had too many and is dropped.
     fn bad_command(&mut self, reply: Reply) -> bool {
         self.bad_commands += 1;
-        if self.bad_commands >= self.ctx.limits.max_bad_commands {
+        if self.bad_commands >= self.ctx.config.limits.max_bad_commands {
             self.reply(&Reply::TOO_MANY_ERRORS);
             return true;
         }
@@ -405,11 +437,145 @@ where
         false
     }
 
+    /// What the sink is shown of this session.
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            peer: self.peer,
+            helo: self.state.helo.clone().unwrap_or_default(),
+            tls: self.tls_active,
+            identity: self.identity.clone(),
+        }
+    }
+
+    /// AUTH is offered where a password cannot be read on the way: after STARTTLS, or from the
+    /// machine itself.
+    fn offers_auth(&self) -> bool {
+        self.ctx.authenticator.is_some() && (self.tls_active || self.peer.is_loopback())
+    }
+
+    /// AUTH PLAIN or LOGIN, with the exchange it needs; `Some` when the session ends.
+    async fn auth(&mut self, mechanism: u64, initial: String) -> Option<SessionEnd> {
+        let Some(authenticator) = self.ctx.authenticator.clone() else {
+            self.reply(&Reply::NOT_IMPLEMENTED);
+            return None;
+        };
+        if !self.offers_auth() {
+            self.reply(&Reply::ENCRYPTION_REQUIRED);
+            return None;
+        }
+        if self.identity.is_some() {
+            self.reply(&Reply::ALREADY_AUTHENTICATED);
+            return None;
+        }
+        if self.state.mail_from.is_some() {
+            self.reply(&Reply::AUTH_IN_TRANSACTION);
+            return None;
+        }
+        let credentials = if mechanism == smtp_proto::AUTH_PLAIN {
+            let response = if initial.is_empty() {
+                match self.challenge("").await {
+                    Ok(line) => line,
+                    Err(end) => return end,
+                }
+            } else {
+                initial
+            };
+            auth::decode_plain(&response)
+        } else if mechanism == smtp_proto::AUTH_LOGIN {
+            let user = if initial.is_empty() {
+                match self.challenge(auth::LOGIN_USERNAME).await {
+                    Ok(line) => auth::decode_text(&line),
+                    Err(end) => return end,
+                }
+            } else {
+                auth::decode_text(&initial)
+            };
+            match user {
+                Some(user) => match self.challenge(auth::LOGIN_PASSWORD).await {
+                    Ok(line) => auth::decode_text(&line).map(|password| (user, password)),
+                    Err(end) => return end,
+                },
+                None => None,
+            }
+        } else {
+            self.reply(&Reply::UNKNOWN_MECHANISM);
+            return None;
+        };
+        let Some((user, password)) = credentials else {
+            self.reply(&Reply::BAD_CREDENTIALS_SYNTAX);
+            return None;
+        };
+        match authenticator
+            .authenticate(self.peer, &user, &password)
+            .await
+        {
+            AuthOutcome::Accepted(identity) => {
+                self.identity = Some(identity);
+                self.reply(&Reply::AUTHENTICATED);
+                None
+            }
+            AuthOutcome::Rejected => {
+                if self.bad_command(Reply::AUTH_FAILED) {
+                    return Some(SessionEnd::Closed);
+                }
+                None
+            }
+            AuthOutcome::LockedOut => Some(self.close_with(Reply::AUTH_LOCKED_OUT)),
+            AuthOutcome::Temporary => {
+                self.reply(&Reply::AUTH_TEMPORARY);
+                None
+            }
+        }
+    }
+
+    /// Sends a `334` challenge and reads the client's one-line answer. `Err` with the way the
+    /// session goes on when the client cancels (`*`: 501, the session continues), times out or
+    /// leaves.
+    async fn challenge(&mut self, text: &str) -> Result<String, Option<SessionEnd>> {
+        self.output.push_str(&format!("334 {text}\r\n"));
+        loop {
+            if let Some(end) = self.input.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.input.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line).trim().to_string();
+                self.command_deadline = Instant::now() + self.command_timeout();
+                if line == "*" {
+                    self.reply(&Reply::AUTH_CANCELLED);
+                    return Err(None);
+                }
+                return Ok(line);
+            }
+            if self.input.len() > MAX_COMMAND_LINE {
+                self.input.clear();
+                self.skip_to_line_end = true;
+                self.reply(&Reply::LINE_TOO_LONG);
+                return Err(None);
+            }
+            match self.read_more(self.command_deadline, true).await {
+                Input::Data => {}
+                Input::Closed => return Err(Some(SessionEnd::Closed)),
+                Input::TimedOut => return Err(Some(self.close_with(self.timeout_reply()))),
+                Input::ShuttingDown => return Err(Some(self.close_with(Reply::SHUTTING_DOWN))),
+            }
+        }
+    }
+
+    /// The reply for what the sink said.
+    fn sink_reply(&self, error: &SinkError) -> Reply {
+        match error {
+            SinkError::UnknownRecipient => {
+                Reply::UNKNOWN_RECIPIENT.with_text(self.ctx.config.texts.unknown_recipient.clone())
+            }
+            SinkError::Refused(text) => Reply::REFUSED.with_text(text.clone()),
+            SinkError::Temporary(_) => Reply::STORE_FAILED,
+            SinkError::Reply(reply) => reply.clone(),
+        }
+    }
+
     /// Counts a NOOP, RSET, HELP, VRFY or EXPN; `true` when the client has sent too many since
     /// its last message and is dropped.
     fn junk_command(&mut self) -> bool {
         self.junk_commands += 1;
-        if self.junk_commands > self.ctx.limits.max_junk_commands {
+        if self.junk_commands > self.ctx.config.limits.max_junk_commands {
             self.reply(&Reply::TOO_MANY_COMMANDS);
             return true;
         }
@@ -448,18 +614,53 @@ where
     }
 
     fn command_timeout(&self) -> Duration {
-        Duration::from_secs(self.ctx.limits.command_timeout_secs)
+        Duration::from_secs(self.ctx.config.limits.command_timeout_secs)
     }
 
     fn data_timeout(&self) -> Duration {
-        Duration::from_secs(self.ctx.limits.data_timeout_secs)
+        Duration::from_secs(self.ctx.config.limits.data_timeout_secs)
     }
 }
 
-fn sink_reply(error: &SinkError) -> Reply {
-    match error {
-        SinkError::UnknownRecipient => Reply::UNKNOWN_RECIPIENT,
-        SinkError::Refused(text) => Reply::REFUSED.with_text(text.clone()),
-        SinkError::Temporary(_) => Reply::STORE_FAILED,
+/// MAIL FROM as the sink sees it.
+fn mail_from(from: smtp_proto::MailFrom<String>) -> MailFrom {
+    let flags = from.flags;
+    let body = if flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
+        Some(BodyType::BinaryMime)
+    } else if flags & smtp_proto::MAIL_BODY_8BITMIME != 0 {
+        Some(BodyType::EightBitMime)
+    } else if flags & smtp_proto::MAIL_BODY_7BIT != 0 {
+        Some(BodyType::SevenBit)
+    } else {
+        None
+    };
+    let ret = if flags & smtp_proto::MAIL_RET_FULL != 0 {
+        Some(DsnReturn::Full)
+    } else if flags & smtp_proto::MAIL_RET_HDRS != 0 {
+        Some(DsnReturn::Headers)
+    } else {
+        None
+    };
+    MailFrom {
+        address: from.address,
+        size: (from.size > 0).then_some(from.size),
+        body,
+        smtputf8: flags & smtp_proto::MAIL_SMTPUTF8 != 0,
+        envid: from.env_id,
+        ret,
+    }
+}
+
+/// RCPT TO as the sink sees it.
+fn rcpt_to(to: smtp_proto::RcptTo<String>) -> RcptTo {
+    RcptTo {
+        address: to.address,
+        orcpt: to.orcpt,
+        notify: Notify {
+            success: to.flags & smtp_proto::RCPT_NOTIFY_SUCCESS != 0,
+            failure: to.flags & smtp_proto::RCPT_NOTIFY_FAILURE != 0,
+            delay: to.flags & smtp_proto::RCPT_NOTIFY_DELAY != 0,
+            never: to.flags & smtp_proto::RCPT_NOTIFY_NEVER != 0,
+        },
     }
 }
