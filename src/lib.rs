@@ -19,3 +19,4 @@ pub mod service;
 pub mod smtp;
 pub mod store;
 pub mod token;
+pub mod verp;

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::inbound::InboundSink;
 use crate::smtp::{ListenerConfig, ReplyTexts, SmtpServer, load_tls};
 use crate::store::Store;
+use crate::token::TokenKeys;
 
 /// Logs go to standard error; `RUST_LOG` overrides the level.
 pub fn init_logging(default_level: &str) {
@@ -65,7 +66,14 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
         .hostname
         .clone()
         .unwrap_or_else(|| inbound.domain.clone());
-    let sink = Arc::new(InboundSink::new(store.clone(), config.clone(), analyzer));
+    // One set of token keys: what the relay mints, inbound verifies.
+    let keys = TokenKeys::new(store.secret());
+    let sink = Arc::new(InboundSink::new(
+        store.clone(),
+        config.clone(),
+        analyzer,
+        keys,
+    ));
     let listener = ListenerConfig {
         tls,
         limits: inbound.limits.clone(),

@@ -32,12 +32,13 @@ async fn start(db: &TestDb, inbound: &str) -> Gateway {
     let text = format!("[inbound]\ndomain = \"{DOMAIN}\"\n{inbound}\n{ORGANISATION}");
     let config = Arc::new(Config::parse(&text, std::path::Path::new("test.toml")).unwrap());
     let store = Store::open(&db.url, 4).await.unwrap();
+    let keys = TokenKeys::new(store.secret());
     let sink = Arc::new(InboundSink::new(
         store.clone(),
         config.clone(),
         Analyzer::default(),
+        keys.clone(),
     ));
-    let keys = sink.keys().clone();
     let server = SmtpServer::bind(
         ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test"),
         sink,

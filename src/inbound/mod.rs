@@ -8,7 +8,6 @@
 
 mod auth;
 mod committer;
-mod route;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -17,8 +16,8 @@ use std::time::Instant;
 
 use chrono::Duration;
 
+pub use crate::verp::{Route, route};
 pub use auth::{Authentication, Envelope, SenderAuthenticator, aligned};
-pub use route::{Route, route};
 
 use crate::address::EmailAddress;
 use crate::analysis::{Analyzer, BounceClass, RecipientReport, Report, ReportKind};
@@ -28,6 +27,7 @@ use crate::model::{Channel, Reason, Scope, Source, Timestamp};
 use crate::smtp::{MailFrom, MessageSink, RcptTo, ReceivedMessage, SessionInfo, SinkError};
 use crate::store::{Escalation, InboundEvent, NewEvent, NewSuppression, SendRecord, Store};
 use crate::token::{TokenBinding, TokenKeys, TokenKind};
+use crate::verp;
 use committer::{Committer, PendingMail};
 
 /// Longest diagnostic kept in a suppression note.
@@ -81,8 +81,8 @@ struct Attribution {
 }
 
 impl InboundSink {
-    /// A sink writing to `store`.
-    pub fn new(store: Store, config: Arc<Config>, analyzer: Analyzer) -> Self {
+    /// A sink writing to `store`, checking tokens with `keys` (the relay mints with the same).
+    pub fn new(store: Store, config: Arc<Config>, analyzer: Analyzer, keys: TokenKeys) -> Self {
         let authenticator = match SenderAuthenticator::new(config.inbound.dns_resolver) {
             Ok(authenticator) => Some(authenticator),
             Err(error) => {
@@ -91,7 +91,7 @@ impl InboundSink {
             }
         };
         Self {
-            keys: TokenKeys::new(store.secret()),
+            keys,
             committer: Committer::start(store.clone()),
             store,
             config,
@@ -100,11 +100,6 @@ impl InboundSink {
             unsubscribe_rate: UnsubscribeRate::default(),
             failure_log: LogLimit::new(FAILURE_LOG_EVERY),
         }
-    }
-
-    /// The token keys (the relay mints with the same).
-    pub fn keys(&self) -> &TokenKeys {
-        &self.keys
     }
 
     /// Analyses one received mail and writes what it changes; `Ok` once it is durable.
@@ -390,22 +385,16 @@ impl InboundSink {
         token: &str,
         now: Timestamp,
     ) -> Result<Vec<InboundEvent>, SinkError> {
-        let kinds = [TokenKind::UnsubscribeBrand, TokenKind::UnsubscribeCompany];
-        let verified = self.verified_token(token, &kinds, now).await?;
+        let verified = self
+            .verified_token(token, verp::UNSUBSCRIBE_KINDS, now)
+            .await?;
         let target = verified
             .as_ref()
             .and_then(|(s, _)| s.address.as_deref())
             .and_then(|a| EmailAddress::parse(a).ok());
-        let scope = verified.as_ref().map(|(s, kind)| {
-            if *kind == TokenKind::UnsubscribeBrand && !s.brand.is_empty() {
-                Scope::Brand {
-                    company: s.company.clone(),
-                    brand: s.brand.clone(),
-                }
-            } else {
-                Scope::Company(s.company.clone())
-            }
-        });
+        let scope = verified
+            .as_ref()
+            .map(|(s, kind)| verp::unsubscribe_scope(*kind, &s.company, &s.brand));
         let standing = if verified.is_some() {
             Standing::Proven(Authentication::None)
         } else {
@@ -686,30 +675,16 @@ impl InboundSink {
         report: &Report,
         now: Timestamp,
     ) -> Result<Option<SendRecord>, SinkError> {
-        let prefix = format!("{}+", self.config.inbound.local_parts.verp_prefix);
-        let unsubscribe = format!("{}+", self.config.inbound.local_parts.unsubscribe_prefix);
-        let candidates = report.original.return_paths.iter().chain(
-            report
-                .original
-                .list_unsubscribe
-                .iter()
-                .filter(|target| target.to_ascii_lowercase().starts_with("mailto:")),
-        );
+        let candidates = report
+            .original
+            .return_paths
+            .iter()
+            .chain(&report.original.list_unsubscribe);
         for candidate in candidates {
-            let local = candidate
-                .trim_start_matches("mailto:")
-                .split('@')
-                .next()
-                .unwrap_or("");
-            let lower = local.to_ascii_lowercase();
-            let (token, kinds): (&str, &[TokenKind]) = if lower.starts_with(&prefix) {
-                (&local[prefix.len()..], &[TokenKind::Bounce])
-            } else if lower.starts_with(&unsubscribe) {
-                (
-                    &local[unsubscribe.len()..],
-                    &[TokenKind::UnsubscribeBrand, TokenKind::UnsubscribeCompany],
-                )
-            } else {
+            let Some(route) = verp::route_of_target(candidate, &self.config) else {
+                continue;
+            };
+            let Some((token, kinds)) = route.token() else {
                 continue;
             };
             if let Some(send) = self.verified_send(token, kinds, now).await? {
