@@ -137,6 +137,16 @@ impl Default for Channel {
     }
 }
 
+/// A Message-ID in the one form it is stored and compared in: without surrounding white space and
+/// angle brackets (`<a@b>` and `a@b` are the same message).
+pub fn normalize_message_id(id: &str) -> &str {
+    let id = id.trim();
+    id.strip_prefix('<')
+        .and_then(|inner| inner.strip_suffix('>'))
+        .unwrap_or(id)
+        .trim()
+}
+
 /// A contact's status as users know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ContactStatus {

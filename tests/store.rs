@@ -483,3 +483,34 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// A bracketed Message-ID and a bare one are one message: a bounce quoting either finds the send.
+#[tokio::test]
+async fn send_records_match_message_ids_with_or_without_brackets() {
+    use bouncegate::address::EmailAddress;
+    use bouncegate::store::NewSend;
+    for db in databases().await {
+        let service = service(&db).await;
+        let store = service.store();
+        for (recorded, asked) in [
+            ("<n1@acme.example>", "n1@acme.example"),
+            ("n2@acme.example", "<n2@acme.example>"),
+            (" <n3@acme.example> ", "n3@acme.example"),
+        ] {
+            store
+                .record_send(&NewSend {
+                    address: EmailAddress::parse("reader@example.net").unwrap(),
+                    company: "acme".into(),
+                    brand: None,
+                    class: MailClass::Promotional,
+                    message_id: recorded.into(),
+                    sent_at: chrono::Utc::now(),
+                })
+                .await
+                .unwrap();
+            let sends = store.sends_of_message(asked).await.unwrap();
+            assert_eq!(sends.len(), 1, "{}: {recorded} / {asked}", db.backend);
+            assert_eq!(sends[0].message_id, asked.trim().trim_matches(['<', '>']));
+        }
+    }
+}

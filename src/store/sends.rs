@@ -4,7 +4,7 @@
 use super::rows::RecordRow;
 use super::{Store, StoreError, rows};
 use crate::address::EmailAddress;
-use crate::model::{MailClass, Timestamp, format_time};
+use crate::model::{MailClass, Timestamp, format_time, normalize_message_id};
 
 /// A message sent to one recipient.
 #[derive(Debug, Clone)]
@@ -51,7 +51,8 @@ pub(super) fn record(row: &impl RecordRow) -> Result<SendRecord, StoreError> {
 }
 
 impl Store {
-    /// Records a send and returns its id (what tokens carry).
+    /// Records a send and returns its id (what tokens carry). The Message-ID is kept in its
+    /// normalised form (see [`normalize_message_id`]); tokens bind that form.
     ///
     /// # Errors
     /// The database failed.
@@ -66,7 +67,7 @@ impl Store {
         .bind(&send.company)
         .bind(send.brand.as_deref().unwrap_or(""))
         .bind(send.class.as_str())
-        .bind(&send.message_id)
+        .bind(normalize_message_id(&send.message_id))
         .bind(format_time(&send.sent_at))
         .fetch_one(&self.pool)
         .await?;
@@ -93,6 +94,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn sends_of_message(&self, message_id: &str) -> Result<Vec<SendRecord>, StoreError> {
+        let message_id = normalize_message_id(message_id);
         if message_id.is_empty() {
             return Ok(Vec::new());
         }
