@@ -206,13 +206,30 @@ impl Default for SmtpLimits {
     }
 }
 
-/// `[relay]`: the campaign relay.
+/// `[relay]`: the campaign relay (submission listener, queue, upstream).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayConfig {
     pub listen: SocketAddr,
+    /// Name in the greeting and EHLO answer (default: `inbound.hostname`, else the inbound domain).
+    pub hostname: Option<String>,
+    /// PEM certificate chain and key; with both, STARTTLS is offered.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// `host:port` of the next SMTP hop.
     pub upstream: String,
+    pub upstream_tls: UpstreamTls,
+    pub upstream_user: Option<String>,
+    pub upstream_password: Option<String>,
+    /// Connections to the upstream at once.
+    pub upstream_connections: usize,
+    /// Failed AUTH attempts from one IP within 10 minutes before it gets 421 for 10 minutes.
+    pub max_auth_failures: u32,
+    /// Waits before each retry of a temporary failure (`30s`, `5m`, `2h`, `1d`); the last repeats.
+    pub retry_schedule: Vec<String>,
+    /// How long a mail may stay queued before it fails for good.
+    pub max_queue_age: String,
+    pub limits: SmtpLimits,
     pub clients: Vec<RelayClient>,
 }
 
@@ -220,26 +237,253 @@ impl Default for RelayConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 2587)),
+            hostname: None,
+            tls_certificate: None,
+            tls_key: None,
             upstream: "127.0.0.1:25".into(),
+            upstream_tls: UpstreamTls::None,
+            upstream_user: None,
+            upstream_password: None,
+            upstream_connections: 20,
+            max_auth_failures: 5,
+            retry_schedule: ["1m", "5m", "15m", "30m", "1h", "2h", "4h"]
+                .map(String::from)
+                .to_vec(),
+            max_queue_age: "5d".into(),
+            limits: SmtpLimits::default(),
             clients: Vec::new(),
         }
     }
 }
 
-/// `[[relay.clients]]`: a sender allowed to relay, and what it may send for.
+impl RelayConfig {
+    /// What serde cannot check: durations, the upstream, limits.
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.retry_schedule.is_empty() {
+            return Err((
+                "relay.retry_schedule".into(),
+                "needs at least one wait (like [\"5m\"])".into(),
+            ));
+        }
+        for wait in self.retry_schedule.iter().chain([&self.max_queue_age]) {
+            if parse_duration(wait).is_none_or(|d| d.is_zero()) {
+                let key = if *wait == self.max_queue_age {
+                    "relay.max_queue_age"
+                } else {
+                    "relay.retry_schedule"
+                };
+                return Err((
+                    key.into(),
+                    format!("{wait:?} is not a duration (like \"30s\", \"5m\", \"2h\", \"5d\")"),
+                ));
+            }
+        }
+        let port = self
+            .upstream
+            .rsplit_once(':')
+            .map(|(_, p)| p.parse::<u16>());
+        if !matches!(port, Some(Ok(p)) if p > 0) {
+            return Err((
+                "relay.upstream".into(),
+                format!("{:?} is not host:port", self.upstream),
+            ));
+        }
+        if self.upstream_connections == 0 {
+            return Err((
+                "relay.upstream_connections".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.upstream_user.is_some() != self.upstream_password.is_some() {
+            return Err((
+                "relay.upstream_user".into(),
+                "`upstream_user` and `upstream_password` go together".into(),
+            ));
+        }
+        if self.tls_certificate.is_some() != self.tls_key.is_some() {
+            return Err((
+                "relay.tls_certificate".into(),
+                "`tls_certificate` and `tls_key` go together".into(),
+            ));
+        }
+        self.limits.check("relay.limits")
+    }
+
+    /// The retry schedule as durations.
+    pub fn retry_delays(&self) -> Vec<std::time::Duration> {
+        self.retry_schedule
+            .iter()
+            .filter_map(|d| parse_duration(d))
+            .collect()
+    }
+
+    /// The queue age past which a mail fails.
+    pub fn max_queue_age(&self) -> std::time::Duration {
+        parse_duration(&self.max_queue_age).unwrap_or(std::time::Duration::from_secs(5 * 86_400))
+    }
+}
+
+/// How the relay talks to its upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    /// Plain SMTP (a smarthost on a trusted network).
+    #[default]
+    None,
+    /// STARTTLS, required.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// `30s`, `5m`, `2h`, `1d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(number.checked_mul(seconds)?))
+}
+
+/// `[[relay.clients]]`: a sender allowed to relay, and what it may send for. It authenticates
+/// with `user` and `password_hash` (or `password`), or relays from `networks` without AUTH.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayClient {
-    pub user: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Accepted, with a warning at start: prefer `password_hash`.
     #[serde(default)]
     pub password: Option<String>,
+    /// An argon2id PHC string (`bouncegate relay hash-password`).
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// Clients from these networks relay as this client without AUTH (like Postfix's
+    /// mynetworks); at most /16 (IPv4) or /48 (IPv6) each.
+    #[serde(default)]
+    pub networks: Vec<String>,
     pub company: Spanned<String>,
     #[serde(default)]
     pub brands: Vec<Spanned<String>>,
+    /// The class of a mail without `X-Bouncegate-Class`.
     #[serde(default)]
     pub default_class: MailClass,
+    /// Fixes the class: the header is not read.
+    #[serde(default)]
+    pub class: Option<MailClass>,
+}
+
+/// Widest network a client may relay from: an open relay by configuration is still one.
+const WIDEST_IPV4: u8 = 16;
+const WIDEST_IPV6: u8 = 48;
+
+impl RelayClient {
+    /// A name for this client in logs and records: its user, else its first network.
+    pub fn name(&self) -> String {
+        match (&self.user, self.networks.first()) {
+            (Some(user), _) => user.clone(),
+            (None, Some(network)) => format!("networks:{network}"),
+            (None, None) => "unnamed".into(),
+        }
+    }
+
+    /// The parsed networks (valid after [`Config::parse`]).
+    pub fn parsed_networks(&self) -> Vec<ipnet::IpNet> {
+        self.networks
+            .iter()
+            .filter_map(|n| parse_network(n).ok())
+            .collect()
+    }
+
+    /// One way to authenticate, well formed: `(key, message)` otherwise.
+    fn check(&self) -> Result<(), (String, String)> {
+        let credential = self.password.is_some() || self.password_hash.is_some();
+        let by_password = self.user.is_some() || credential;
+        match (by_password, self.networks.is_empty()) {
+            (false, true) => {
+                return Err((
+                    "user".into(),
+                    "a client needs `user` with `password_hash` (or `password`), or `networks`"
+                        .into(),
+                ));
+            }
+            (true, false) => {
+                return Err((
+                    "networks".into(),
+                    "a client authenticates with a password or relays from `networks`, not both: make two clients".into(),
+                ));
+            }
+            _ => {}
+        }
+        if by_password {
+            if self.user.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                return Err(("user".into(), "a password needs a user name".into()));
+            }
+            match (&self.password, &self.password_hash) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err((
+                        "password".into(),
+                        format!(
+                            "client {:?} needs exactly one of `password` or `password_hash`",
+                            self.name()
+                        ),
+                    ));
+                }
+                (_, Some(hash)) => {
+                    argon2::PasswordHash::new(hash).map_err(|e| {
+                        (
+                            "password_hash".into(),
+                            format!(
+                                "not a PHC password hash ({e}); make one with `bouncegate relay hash-password`"
+                            ),
+                        )
+                    })?;
+                }
+                _ => {}
+            }
+        }
+        for network in &self.networks {
+            parse_network(network).map_err(|message| ("networks".to_string(), message))?;
+        }
+        if self.class.is_some() && self.default_class != MailClass::default() {
+            return Err((
+                "class".into(),
+                "`class` fixes the class; `default_class` would never apply: give one of them"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A network a client may relay from: valid, and no wider than /16 or /48.
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let network: ipnet::IpNet = match text.trim().parse() {
+        Ok(network) => network,
+        Err(_) => match text.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => ipnet::IpNet::from(ip),
+            Err(_) => return Err(format!("{text:?} is not a network (like 10.1.2.0/24)")),
+        },
+    };
+    let (prefix, widest) = match network {
+        ipnet::IpNet::V4(n) => (n.prefix_len(), WIDEST_IPV4),
+        ipnet::IpNet::V6(n) => (n.prefix_len(), WIDEST_IPV6),
+    };
+    if prefix < widest {
+        return Err(format!(
+            "{text:?} is wider than /{widest}: every host in it could relay (an open relay by configuration)"
+        ));
+    }
+    Ok(network.trunc())
 }
 
 /// `[http]`: API and one-click unsubscribe.
@@ -363,6 +607,7 @@ impl Config {
         config
             .inbound
             .normalize()
+            .and_then(|()| config.relay.check())
             .map_err(|(key, message)| invalid(line_of_key(text, &key), key, message))?;
         Ok(config)
     }
@@ -452,14 +697,22 @@ impl Config {
                     ),
                 ));
             };
-            if client.password.is_some() == client.password_hash.is_some() {
+            client.check().map_err(|(key, message)| {
+                (
+                    client.company.span(),
+                    format!("relay.clients[{i}].{key}"),
+                    message,
+                )
+            })?;
+            if let Some(user) = &client.user
+                && self.relay.clients[..i]
+                    .iter()
+                    .any(|c| c.user.as_deref() == Some(user.as_str()))
+            {
                 return Err((
                     client.company.span(),
-                    format!("relay.clients[{i}].password"),
-                    format!(
-                        "client {:?} needs exactly one of `password` or `password_hash`",
-                        client.user
-                    ),
+                    format!("relay.clients[{i}].user"),
+                    format!("user {user:?} is defined twice"),
                 ));
             }
             for (j, brand) in client.brands.iter().enumerate() {
@@ -704,6 +957,38 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_networks_read_as_operators_write_them() {
+        assert_eq!(
+            parse_duration("90"),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("5m"),
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse_duration("2h"),
+            Some(std::time::Duration::from_secs(7_200))
+        );
+        assert_eq!(
+            parse_duration("5d"),
+            Some(std::time::Duration::from_secs(432_000))
+        );
+        assert_eq!(parse_duration("5 weeks"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(
+            parse_network("10.1.2.7/24").unwrap().to_string(),
+            "10.1.2.0/24"
+        );
+        assert_eq!(
+            parse_network("192.0.2.7").unwrap().to_string(),
+            "192.0.2.7/32"
+        );
+        assert!(parse_network("10.1.0.0/16").is_ok());
+        assert!(parse_network("2001:db8:1::/48").is_ok());
+    }
+
+    #[test]
     fn the_shipped_example_is_valid_and_complete() {
         let text = include_str!("../config/bouncegate.toml");
         let config = parse(text).unwrap();
@@ -803,6 +1088,55 @@ mod tests {
             (
                 "[inbound]\nhard_bounce_threshold = 0\n",
                 "`inbound.hard_bounce_threshold`",
+            ),
+            (
+                "[[companies]]\nid = 'acme'\n[[relay.clients]]\ncompany = 'acme'\n",
+                "`relay.clients[0].user`: a client needs `user`",
+            ),
+            (
+                "[[companies]]\nid = 'acme'\n[[relay.clients]]\nuser = 'u'\npassword = 'p'\nnetworks = ['10.0.0.0/24']\ncompany = 'acme'\n",
+                "not both",
+            ),
+            (
+                "[[companies]]\nid = 'acme'\n[[relay.clients]]\nnetworks = ['10.0.0.0/8']\ncompany = 'acme'\n",
+                "wider than /16",
+            ),
+            (
+                "[[companies]]\nid = 'acme'\n[[relay.clients]]\nnetworks = ['0.0.0.0/0']\ncompany = 'acme'\n",
+                "open relay by configuration",
+            ),
+            (
+                "[[companies]]\nid = 'acme'\n[[relay.clients]]\nnetworks = ['2001:db8::/32']\ncompany = 'acme'\n",
+                "wider than /48",
+            ),
+            (
+                "[[companies]]\nid = 'acme'\n[[relay.clients]]\nnetworks = ['mynet']\ncompany = 'acme'\n",
+                "not a network",
+            ),
+            (
+                "[[companies]]\nid = 'acme'\n[[relay.clients]]\nuser = 'u'\npassword_hash = 'plain text'\ncompany = 'acme'\n",
+                "not a PHC password hash",
+            ),
+            (
+                "[[companies]]\nid = 'acme'\n[[relay.clients]]\nuser = 'u'\npassword = 'p'\ncompany = 'acme'\n[[relay.clients]]\nuser = 'u'\npassword = 'q'\ncompany = 'acme'\n",
+                "user \"u\" is defined twice",
+            ),
+            (
+                "[relay]\nupstream = 'smtp.example.org'\n",
+                "line 2: `relay.upstream`",
+            ),
+            (
+                "[relay]\nmax_queue_age = 'forever'\n",
+                "line 2: `relay.max_queue_age`",
+            ),
+            (
+                "[relay]\nretry_schedule = ['5m', 'soon']\n",
+                "`relay.retry_schedule`",
+            ),
+            ("[relay]\nupstream_tls = 'maybe'\n", "unknown variant"),
+            (
+                "[relay.limits]\nmax_recipients = 0\n",
+                "line 2: `relay.limits.max_recipients`",
             ),
         ] {
             let err = parse(text).unwrap_err().to_string();

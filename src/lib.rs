@@ -13,6 +13,7 @@ pub mod inbound;
 pub mod log_limit;
 pub mod model;
 pub mod policy;
+pub mod relay;
 pub mod secret;
 pub mod serve;
 pub mod service;

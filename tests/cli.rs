@@ -692,3 +692,28 @@ async fn a_spreadsheet_safe_export_runs_no_formula() {
         }
     }
 }
+
+#[test]
+fn relay_hash_password_prints_a_hash_the_config_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let hashed = bouncegate_with_input(&empty, &["relay", "hash-password"], Some(b"s3cret\n"));
+    expect_exit(&hashed, 0, "hash-password");
+    let hash = stdout(&hashed).trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("s3cret"));
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}/relay.db\"\n[[companies]]\nid = \"acme\"\n[[relay.clients]]\nuser = \"news\"\npassword_hash = \"{hash}\"\ncompany = \"acme\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let check = bouncegate(&config, &["db", "migrate"]);
+    expect_exit(&check, 0, "the config takes the hash");
+    let nothing = bouncegate_with_input(&empty, &["relay", "hash-password"], Some(b""));
+    expect_exit(&nothing, 2, "no password");
+}

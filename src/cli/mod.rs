@@ -77,6 +77,18 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// The campaign relay.
+    Relay {
+        #[command(subcommand)]
+        command: RelayCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RelayCommand {
+    /// Read a password on standard input and print its argon2id hash, for `password_hash` in
+    /// `[[relay.clients]]`.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +199,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             return Ok(EXIT_OK);
         }
         Command::Classify(args) => return classify::classify(&config, args),
+        Command::Relay {
+            command: RelayCommand::HashPassword,
+        } => return hash_password(),
         _ => {}
     }
     let store = Store::open(&config.database.url, config.database.max_connections)
@@ -194,7 +209,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         .with_context(|| format!("database {}", redact(&config.database.url)))?;
     let service = SuppressionService::new(store, config);
     let code = match cli.command {
-        Command::Serve | Command::Classify(_) => unreachable!("handled above"),
+        Command::Serve | Command::Classify(_) | Command::Relay { .. } => {
+            unreachable!("handled above")
+        }
         Command::Check(args) => query::check(&service, args).await?,
         Command::Status(args) => query::status(&service, args).await?,
         Command::Suppress(args) => manage::suppress(&service, args).await?,
@@ -220,6 +237,22 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     service.store().close().await;
     Ok(code)
+}
+
+/// `relay hash-password`: one line of standard input (without its line end) in, its hash out.
+fn hash_password() -> anyhow::Result<u8> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input");
+    }
+    let hash = crate::relay::hash_password(password)
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    println!("{hash}");
+    Ok(EXIT_OK)
 }
 
 /// A database URL without its password, for messages.
