@@ -1,6 +1,7 @@
 //! `bouncegate serve`: the only place that wires the parts together.
 //!
-//! Opens (and migrates) the store, starts what exists, and stops cleanly on SIGTERM or SIGINT.
+//! Opens (and migrates) the store, builds the token keys, starts the inbound listener, the relay
+//! listener and its delivery workers, and stops cleanly on SIGTERM or SIGINT.
 
 use std::sync::Arc;
 
@@ -9,7 +10,11 @@ use anyhow::Context;
 use crate::analysis::{Analyzer, BounceRules};
 use crate::config::Config;
 use crate::inbound::InboundSink;
-use crate::smtp::{ListenerConfig, ReplyTexts, SmtpServer, load_tls};
+use crate::queue::Delivery;
+use crate::relay::{Clients, RelaySink};
+use crate::service::SuppressionService;
+use crate::smtp::{ListenerConfig, ReplyTexts, ServerHandle, SmtpServer, load_tls};
+use crate::upstream::LettreUpstream;
 use crate::store::Store;
 use crate::token::TokenKeys;
 
@@ -39,35 +44,87 @@ pub fn load_analyzer(config: &Config) -> anyhow::Result<Analyzer> {
     Ok(Analyzer::new(BounceRules::load(&extensions)?))
 }
 
-/// Runs the gateway until SIGTERM or SIGINT: opens the store, starts the inbound SMTP listener,
-/// and on a signal stops accepting and lets sessions finish.
+/// Runs the gateway until SIGTERM or SIGINT: opens the store, starts the inbound and relay
+/// listeners and the delivery workers, and on a signal stops accepting and lets sessions and
+/// attempts finish.
 ///
 /// # Errors
 /// The store cannot be opened, the rules or TLS files are invalid, or a port cannot be bound.
 pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let mut signals = ShutdownSignal::install();
-    let store = Store::open(&config.database.url, config.database.max_connections).await?;
-    tracing::info!(
-        database = %crate::cli::redact(&config.database.url),
-        backend = ?store.backend(),
-        companies = config.companies.len(),
-        "store ready, migrations applied"
-    );
-    let analyzer = load_analyzer(&config)?;
+    let gateway = Gateway::start(config).await?;
+    signals.wait().await;
+    tracing::info!("shutting down: no new connections, sessions finish");
+    gateway.stop().await;
+    Ok(())
+}
+
+/// A running gateway: its listeners, its delivery workers and its store.
+pub struct Gateway {
+    pub store: Store,
+    pub inbound: ServerHandle,
+    pub relay: ServerHandle,
+    delivery: tokio::task::JoinHandle<()>,
+    stop_delivery: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gateway {
+    /// Opens (and migrates) the store and starts everything `config` describes.
+    ///
+    /// # Errors
+    /// The store cannot be opened, the rules or TLS files are invalid, or a port cannot be bound.
+    pub async fn start(config: Arc<Config>) -> anyhow::Result<Gateway> {
+        let store = Store::open(&config.database.url, config.database.max_connections).await?;
+        tracing::info!(
+            database = %crate::cli::redact(&config.database.url),
+            backend = ?store.backend(),
+            companies = config.companies.len(),
+            "store ready, migrations applied"
+        );
+        // One set of token keys: what the relay mints, inbound verifies.
+        let keys = TokenKeys::new(store.secret());
+        let inbound = start_inbound(&config, &store, keys.clone()).await?;
+        let queued = Arc::new(tokio::sync::Notify::new());
+        let service = SuppressionService::new(store.clone(), config.clone());
+        let relay = start_relay(&config, service.clone(), keys, queued.clone()).await?;
+        let hostname = relay_hostname(&config);
+        let upstream = LettreUpstream::new(&config.relay, &hostname)
+            .map_err(|e| anyhow::anyhow!("relay.upstream: {e}"))?;
+        let (stop_delivery, stopping) = tokio::sync::watch::channel(false);
+        let delivery =
+            Delivery::new(service, Arc::new(upstream), config.clone(), queued).spawn(stopping);
+        tracing::info!(upstream = %config.relay.upstream, "relay delivery running");
+        Ok(Gateway {
+            store,
+            inbound,
+            relay,
+            delivery,
+            stop_delivery,
+        })
+    }
+
+    /// Stops accepting, lets sessions and delivery attempts finish, and closes the store.
+    pub async fn stop(self) {
+        self.relay.shutdown().await;
+        self.inbound.shutdown().await;
+        let _ = self.stop_delivery.send(true);
+        let _ = self.delivery.await;
+        self.store.close().await;
+    }
+}
+
+async fn start_inbound(
+    config: &Arc<Config>,
+    store: &Store,
+    keys: TokenKeys,
+) -> anyhow::Result<ServerHandle> {
+    let analyzer = load_analyzer(config)?;
     let inbound = &config.inbound;
-    let tls = match (&inbound.tls_certificate, &inbound.tls_key) {
-        (Some(certificate), Some(key)) => Some(load_tls(certificate, key)?),
-        (None, None) => None,
-        _ => anyhow::bail!(
-            "inbound.tls_certificate and inbound.tls_key go together: give both or neither"
-        ),
-    };
+    let tls = tls_pair(&inbound.tls_certificate, &inbound.tls_key, "inbound")?;
     let hostname = inbound
         .hostname
         .clone()
         .unwrap_or_else(|| inbound.domain.clone());
-    // One set of token keys: what the relay mints, inbound verifies.
-    let keys = TokenKeys::new(store.secret());
     let sink = Arc::new(InboundSink::new(
         store.clone(),
         config.clone(),
@@ -88,13 +145,72 @@ pub async fn run(config: Arc<Config>) -> anyhow::Result<()> {
     let server = SmtpServer::bind(listener, sink)
         .await
         .with_context(|| format!("cannot listen on {} (inbound.listen)", inbound.listen))?;
-    let listener = server.spawn();
-    tracing::info!(address = %listener.local_addr(), domain = %inbound.domain, "inbound SMTP listening");
-    signals.wait().await;
-    tracing::info!("shutting down: no new connections, sessions finish");
-    listener.shutdown().await;
-    store.close().await;
-    Ok(())
+    let handle = server.spawn();
+    tracing::info!(address = %handle.local_addr(), domain = %inbound.domain, "inbound SMTP listening");
+    Ok(handle)
+}
+
+async fn start_relay(
+    config: &Arc<Config>,
+    service: SuppressionService,
+    keys: TokenKeys,
+    queued: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<ServerHandle> {
+    let relay = &config.relay;
+    for client in relay.clients.iter().filter(|c| c.password.is_some()) {
+        tracing::warn!(
+            client = %client.name(),
+            "relay client with a plain `password`: store `password_hash` instead (bouncegate relay hash-password)"
+        );
+    }
+    let tls = tls_pair(&relay.tls_certificate, &relay.tls_key, "relay")?;
+    let clients = Arc::new(Clients::new(relay.clients.clone(), relay.max_auth_failures));
+    let sink = Arc::new(RelaySink::new(
+        config.clone(),
+        clients.clone(),
+        service,
+        keys,
+        queued,
+    ));
+    let listener = ListenerConfig {
+        tls,
+        limits: relay.limits.clone(),
+        texts: ReplyTexts {
+            greeting: "ESMTP bouncegate relay".into(),
+            unknown_recipient: "Recipient refused".into(),
+            help: "This server relays mail for its configured clients; see RFC 5321".into(),
+        },
+        ..ListenerConfig::new(relay.listen, relay_hostname(config))
+    };
+    let server = SmtpServer::bind_with_auth(listener, sink, Some(Arc::new(clients)))
+        .await
+        .with_context(|| format!("cannot listen on {} (relay.listen)", relay.listen))?;
+    let handle = server.spawn();
+    tracing::info!(address = %handle.local_addr(), clients = relay.clients.len(), "relay SMTP listening");
+    Ok(handle)
+}
+
+fn relay_hostname(config: &Config) -> String {
+    config
+        .relay
+        .hostname
+        .clone()
+        .or_else(|| config.inbound.hostname.clone())
+        .unwrap_or_else(|| config.inbound.domain.clone())
+}
+
+fn tls_pair(
+    certificate: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+    section: &str,
+) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    Ok(match (certificate, key) {
+        (Some(certificate), Some(key)) => Some(load_tls(certificate, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "{section}.tls_certificate and {section}.tls_key go together: give both or neither"
+        ),
+    })
 }
 
 /// SIGTERM and SIGINT, caught from the moment this exists (also during start-up).

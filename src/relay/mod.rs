@@ -1,6 +1,10 @@
-//! The submission side: senders relay campaigns through the gateway. This module owns who may
-//! relay ([`clients`]); the sink that decides and queues comes with it.
+//! The submission side: senders relay campaigns through the gateway. [`clients`] owns who may
+//! relay, [`rewrite`] what the relay changes in a message, [`sink`] the decision per recipient
+//! and the hand-over to the durable queue.
 
 pub mod clients;
+pub mod rewrite;
+pub mod sink;
 
 pub use clients::{Clients, hash_password};
+pub use sink::RelaySink;

@@ -67,6 +67,7 @@ replies! {
     UNKNOWN_RECIPIENT = 550 "5.1.1" "No such recipient here";
     REFUSED = 550 "5.7.1" "Message refused";
     TOO_BIG = 552 "5.3.4" "Message too big";
+    BAD_HEADER = 554 "5.6.0" "The message header cannot be read";
 }
 
 impl Reply {

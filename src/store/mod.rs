@@ -10,6 +10,7 @@ mod evidence;
 mod evidence_chain;
 mod inbound;
 mod people;
+mod queue;
 mod reviews;
 mod rows;
 mod sends;
@@ -29,6 +30,10 @@ pub use evidence::{EvidenceRecord, NewEvidence};
 pub use evidence_chain::{ChainFault, ChainFinding, ChainHead, ChainReport, PurgeOutcome};
 pub use inbound::{Escalation, InboundEvent, InboundOutcome, InboundRecord};
 pub use people::{ConsentOutcome, EraseOutcome, NewConsent};
+pub use queue::{
+    AttemptOutcome, BlockStage, BlockedRecord, Minted, NewBlocked, NewQueueItem, NewQueuedMessage,
+    QueueAction, QueueEntry, QueueItem, QueueSummary, QueueTarget,
+};
 pub use reviews::{HELD_UNSUBSCRIBE, ReviewDecision, ReviewOutcome};
 pub use sends::{NewSend, SendRecord};
 pub use suppressions::{AddOutcome, BatchOutcome, NewSuppression};

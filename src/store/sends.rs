@@ -31,6 +31,10 @@ pub struct SendRecord {
     pub sent_at: Timestamp,
 }
 
+/// Records a send: `$1`…`$7` are address, hash, company, brand, class, Message-ID, time.
+pub(super) const INSERT_SEND: &str = "INSERT INTO sends (address, address_hash, company, brand, class, message_id, sent_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+
 /// The send with id `$1`.
 pub(super) const BY_ID: &str = "SELECT id, address, address_hash, company, brand, message_id, sent_at FROM sends WHERE id = $1";
 /// The sends of message `$1`, in the order they were made.
@@ -58,10 +62,7 @@ impl Store {
     /// The database failed.
     pub async fn record_send(&self, send: &NewSend) -> Result<i64, StoreError> {
         let hash = self.hash(&send.address);
-        let row = sqlx::query(
-            "INSERT INTO sends (address, address_hash, company, brand, class, message_id, sent_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
+        let row = sqlx::query(INSERT_SEND)
         .bind(send.address.as_given())
         .bind(hash.as_str())
         .bind(&send.company)

@@ -1,0 +1,239 @@
+//! Delivery from the durable queue: workers lease due items, honour opt-outs recorded since the
+//! mail was queued, put each recipient's List-Unsubscribe on its copy, send it to the upstream
+//! with its signed return path, and settle the item: delivered, retried on the schedule, failed
+//! (a permanent refusal, or past the queue's age limit) or dropped.
+//!
+//! Its SQL is in `store::queue`; the upstream is behind [`Upstream`]. A worker that dies leaves
+//! its leases to run out: nothing is lost, and the upstream's 250 before the settle is the only
+//! window for a second delivery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::address::EmailAddress;
+use crate::config::Config;
+use crate::model::{Channel, MailClass, Timestamp};
+use crate::relay::rewrite;
+use crate::relay::sink::describe;
+use crate::service::{CheckRequest, SuppressionService};
+use crate::store::{AttemptOutcome, BlockStage, NewBlocked, QueueItem, StoreError};
+use crate::upstream::{Upstream, UpstreamError};
+use crate::verp;
+
+/// How long a worker holds what it claimed before another may take it.
+const LEASE: Duration = Duration::from_secs(300);
+/// How often an idle worker looks for due items without being woken.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The delivery side of the relay.
+pub struct Delivery<U> {
+    service: SuppressionService,
+    upstream: Arc<U>,
+    config: Arc<Config>,
+    queued: Arc<Notify>,
+    worker: String,
+}
+
+impl<U: Upstream> Delivery<U> {
+    /// Delivers with `upstream`; `queued` wakes it when the relay queued something.
+    pub fn new(
+        service: SuppressionService,
+        upstream: Arc<U>,
+        config: Arc<Config>,
+        queued: Arc<Notify>,
+    ) -> Self {
+        Self {
+            service,
+            upstream,
+            config,
+            queued,
+            // Leases name their holder; another instance on the same database has another name.
+            worker: format!(
+                "{}-{}",
+                std::process::id(),
+                hex::encode(rand::random::<[u8; 4]>())
+            ),
+        }
+    }
+
+    /// Runs until `shutdown` turns true; the attempts under way finish first.
+    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let delivery = Arc::new(self);
+            let parallel = delivery.config.relay.upstream_connections.max(1);
+            loop {
+                if *shutdown.borrow() {
+                    break;
+                }
+                let woken = delivery.queued.notified();
+                let claimed = delivery.claim(parallel).await;
+                if claimed.is_empty() {
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                futures_util::stream::iter(claimed)
+                    .for_each_concurrent(parallel, |item| {
+                        let delivery = delivery.clone();
+                        async move { delivery.attempt(item).await }
+                    })
+                    .await;
+            }
+        })
+    }
+
+    async fn claim(&self, limit: usize) -> Vec<QueueItem> {
+        let now = chrono::Utc::now();
+        let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        let limit = i64::try_from(limit * 4).unwrap_or(i64::MAX);
+        match self
+            .service
+            .store()
+            .claim_due(&self.worker, limit, now, lease_until)
+            .await
+        {
+            Ok(items) => items,
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim queued mail; trying again shortly");
+                tokio::time::sleep(IDLE_POLL).await;
+                Vec::new()
+            }
+        }
+    }
+
+    /// One attempt for one item, settled in the store.
+    async fn attempt(&self, item: QueueItem) {
+        let outcome = match self.attempt_outcome(&item).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::warn!(%error, item = item.id, "store failure before an attempt; the lease runs out and it is tried again");
+                return;
+            }
+        };
+        if let AttemptOutcome::Dropped { reason } = &outcome
+            && let Err(error) = self.record_drop(&item, reason).await
+        {
+            tracing::warn!(%error, item = item.id, "cannot record a dropped mail");
+        }
+        match &outcome {
+            AttemptOutcome::Failed { error } => {
+                tracing::warn!(item = item.id, %error, "relayed mail failed for good");
+            }
+            AttemptOutcome::Retry { error, .. } => {
+                tracing::info!(item = item.id, %error, "relayed mail deferred");
+            }
+            _ => {}
+        }
+        let settled = self
+            .service
+            .store()
+            .settle(&item, &self.worker, &outcome, chrono::Utc::now())
+            .await;
+        if let Err(error) = settled {
+            tracing::warn!(%error, item = item.id, "cannot settle an attempt; the lease runs out and it is tried again");
+        }
+    }
+
+    async fn attempt_outcome(&self, item: &QueueItem) -> Result<AttemptOutcome, StoreError> {
+        // An opt-out recorded while the mail waited stops it now.
+        let request = CheckRequest {
+            company: &item.company,
+            brand: Some(item.brand.as_str()).filter(|b| !b.is_empty()),
+            class: item.class,
+            channel: Channel::Email,
+        };
+        let verdict = match self.service.check(&item.recipient, request).await {
+            Ok(verdict) => verdict,
+            Err(crate::service::ServiceError::Store(error)) => return Err(error),
+            Err(error) => {
+                return Ok(AttemptOutcome::Failed {
+                    error: error.to_string(),
+                });
+            }
+        };
+        if !verdict.allowed {
+            return Ok(AttemptOutcome::Dropped {
+                reason: describe(&verdict),
+            });
+        }
+        let message = self.copy_for(item);
+        let now = chrono::Utc::now();
+        Ok(
+            match self
+                .upstream
+                .send(&item.return_path, &item.recipient, &message)
+                .await
+            {
+                Ok(()) => AttemptOutcome::Delivered,
+                Err(error) if error.is_transient() => self.retry_or_fail(item, &error, now),
+                Err(error) => AttemptOutcome::Failed {
+                    error: error.to_string(),
+                },
+            },
+        )
+    }
+
+    /// The recipient's copy: its List-Unsubscribe for promotional mail, then the queued bytes.
+    fn copy_for(&self, item: &QueueItem) -> Vec<u8> {
+        let mut message = Vec::with_capacity(item.raw.len() + 256);
+        if item.class == MailClass::Promotional
+            && let Some(token) = &item.unsubscribe_token
+        {
+            let mailto = verp::unsubscribe_address(token, &self.config.inbound);
+            message.extend_from_slice(
+                rewrite::list_unsubscribe(&self.config.http.public_url, token, &mailto).as_bytes(),
+            );
+        }
+        message.extend_from_slice(&item.raw);
+        message
+    }
+
+    /// The next attempt on the schedule, or failure once the mail is older than the limit.
+    fn retry_or_fail(&self, item: &QueueItem, error: &UpstreamError, now: Timestamp) -> AttemptOutcome {
+        let relay = &self.config.relay;
+        let age = (now - item.created_at).to_std().unwrap_or_default();
+        if age >= relay.max_queue_age() {
+            return AttemptOutcome::Failed {
+                error: format!("queued longer than {}: {error}", relay.max_queue_age),
+            };
+        }
+        let delays = relay.retry_delays();
+        let index = usize::try_from(item.attempts).unwrap_or(usize::MAX);
+        let delay = delays
+            .get(index)
+            .or(delays.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(60));
+        AttemptOutcome::Retry {
+            at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+            error: error.to_string(),
+        }
+    }
+
+    async fn record_drop(&self, item: &QueueItem, reason: &str) -> Result<(), StoreError> {
+        let Ok(recipient) = EmailAddress::parse(&item.recipient) else {
+            return Ok(());
+        };
+        let block = NewBlocked {
+            recipient: &recipient,
+            company: &item.company,
+            brand: Some(item.brand.as_str()).filter(|b| !b.is_empty()),
+            class: item.class,
+            reason: reason.to_string(),
+            message_id: Some(&item.message_id),
+            client: "queue",
+            stage: BlockStage::Queue,
+        };
+        self.service
+            .store()
+            .record_blocked(&[block], chrono::Utc::now())
+            .await
+    }
+}
