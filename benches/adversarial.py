@@ -54,6 +54,8 @@ class Gateway:
         with open(self.config, "w") as f:
             f.write(f"""[database]
 url = "sqlite://{self.db}"
+[relay]
+listen = "127.0.0.1:0"
 [inbound]
 listen = "127.0.0.1:{PORT}"
 domain = "{DOMAIN}"

@@ -36,6 +36,8 @@ printf '%s\r\n' \
 cat > "$work/bouncegate.toml" <<TOML
 [database]
 url = "sqlite://$work/bouncegate.db"
+[relay]
+listen = "127.0.0.1:0"
 [inbound]
 listen = "127.0.0.1:$PORT"
 domain = "bounces.example.org"
