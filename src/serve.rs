@@ -14,9 +14,9 @@ use crate::queue::Delivery;
 use crate::relay::{Clients, RelaySink};
 use crate::service::SuppressionService;
 use crate::smtp::{ListenerConfig, ReplyTexts, ServerHandle, SmtpServer, load_tls};
-use crate::upstream::LettreUpstream;
 use crate::store::Store;
 use crate::token::TokenKeys;
+use crate::upstream::LettreUpstream;
 
 /// Logs go to standard error; `RUST_LOG` overrides the level.
 pub fn init_logging(default_level: &str) {

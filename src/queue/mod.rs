@@ -196,7 +196,12 @@ impl<U: Upstream> Delivery<U> {
     }
 
     /// The next attempt on the schedule, or failure once the mail is older than the limit.
-    fn retry_or_fail(&self, item: &QueueItem, error: &UpstreamError, now: Timestamp) -> AttemptOutcome {
+    fn retry_or_fail(
+        &self,
+        item: &QueueItem,
+        error: &UpstreamError,
+        now: Timestamp,
+    ) -> AttemptOutcome {
         let relay = &self.config.relay;
         let age = (now - item.created_at).to_std().unwrap_or_default();
         if age >= relay.max_queue_age() {

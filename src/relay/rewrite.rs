@@ -140,7 +140,10 @@ pub fn rewrite(
         out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
     }
     for field in fields {
-        if !OWN_HEADERS.iter().any(|h| field.name.eq_ignore_ascii_case(h)) {
+        if !OWN_HEADERS
+            .iter()
+            .any(|h| field.name.eq_ignore_ascii_case(h))
+        {
             out.extend_from_slice(field.raw);
         }
     }
@@ -192,10 +195,16 @@ mod tests {
         assert_eq!(body, b"Body\r\n");
         let out = rewrite(&parsed, body, Some("m1@acme.example"), None);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("Message-ID: <m1@acme.example>\r\nFrom: News"), "{text}");
+        assert!(
+            text.starts_with("Message-ID: <m1@acme.example>\r\nFrom: News"),
+            "{text}"
+        );
         assert!(!text.contains("X-Bouncegate"), "{text}");
         assert!(!text.contains("List-Unsubscribe"), "{text}");
-        assert!(text.contains("Subject: Hello\r\n  world\r\n\r\nBody\r\n"), "{text}");
+        assert!(
+            text.contains("Subject: Hello\r\n  world\r\n\r\nBody\r\n"),
+            "{text}"
+        );
         for bad in [
             &b"this is not a header\r\n\r\nbody"[..],
             b" continuation first: x\r\n\r\n",

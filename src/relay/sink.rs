@@ -126,14 +126,20 @@ impl RelaySink {
     }
 
     /// The From domain must be one of the client's company's, when it lists domains.
-    fn check_from(&self, client: &RelayClient, fields: &[rewrite::Field<'_>]) -> Result<(), SinkError> {
+    fn check_from(
+        &self,
+        client: &RelayClient,
+        fields: &[rewrite::Field<'_>],
+    ) -> Result<(), SinkError> {
         let Some(company) = self.config.company(client.company.get_ref()) else {
             return Err(refused("the sender's company is not configured".into()));
         };
         if company.domains.is_empty() {
             return Ok(());
         }
-        let from = rewrite::find(fields, "From").map(|f| f.value()).unwrap_or_default();
+        let from = rewrite::find(fields, "From")
+            .map(|f| f.value())
+            .unwrap_or_default();
         let address = from
             .rsplit_once('<')
             .map_or(from.as_str(), |(_, a)| a.trim_end_matches('>'))
@@ -178,10 +184,16 @@ impl MessageSink for RelaySink {
         self.client(session).map(|_| ())
     }
 
-    async fn rcpt(&self, session: &SessionInfo, _: &MailFrom, to: &RcptTo) -> Result<(), SinkError> {
+    async fn rcpt(
+        &self,
+        session: &SessionInfo,
+        _: &MailFrom,
+        to: &RcptTo,
+    ) -> Result<(), SinkError> {
         let client = self.client(session)?;
-        let recipient = EmailAddress::parse(&to.address)
-            .map_err(|e| SinkError::Reply(Reply::BAD_RECIPIENT.with_text(format!("Bad recipient address: {e}"))))?;
+        let recipient = EmailAddress::parse(&to.address).map_err(|e| {
+            SinkError::Reply(Reply::BAD_RECIPIENT.with_text(format!("Bad recipient address: {e}")))
+        })?;
         let Some(audience) = self.audience_before_data(client) else {
             return Ok(());
         };
@@ -222,9 +234,13 @@ impl MessageSink for RelaySink {
         let existing_id = rewrite::find(&fields, "Message-ID")
             .map(|f| normalize_message_id(&f.value()).to_string())
             .filter(|id| !id.is_empty());
-        let new_id = existing_id
-            .is_none()
-            .then(|| format!("{}@{}", hex::encode(rand::random::<[u8; 12]>()), self.config.inbound.domain));
+        let new_id = existing_id.is_none().then(|| {
+            format!(
+                "{}@{}",
+                hex::encode(rand::random::<[u8; 12]>()),
+                self.config.inbound.domain
+            )
+        });
         let message_id = existing_id.clone().or(new_id.clone()).unwrap_or_default();
         let date = rewrite::find(&fields, "Date")
             .is_none()
@@ -240,7 +256,9 @@ impl MessageSink for RelaySink {
             .filter_map(|r| EmailAddress::parse(r).ok())
             .collect();
         for recipient in &recipients {
-            let verdict = self.decide(recipient.as_given(), company, &audience).await?;
+            let verdict = self
+                .decide(recipient.as_given(), company, &audience)
+                .await?;
             if verdict.allowed {
                 items.push(NewQueueItem {
                     recipient: recipient.clone(),

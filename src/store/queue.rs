@@ -219,15 +219,15 @@ impl Store {
             let hash = self.hash(&item.recipient);
             let brand = item.brand.as_deref().unwrap_or("");
             let row = sqlx::query(INSERT_SEND)
-            .bind(item.recipient.as_given())
-            .bind(hash.as_str())
-            .bind(&item.company)
-            .bind(brand)
-            .bind(item.class.as_str())
-            .bind(message_id)
-            .bind(&now)
-            .fetch_one(&mut *tx)
-            .await?;
+                .bind(item.recipient.as_given())
+                .bind(hash.as_str())
+                .bind(&item.company)
+                .bind(brand)
+                .bind(item.class.as_str())
+                .bind(message_id)
+                .bind(&now)
+                .fetch_one(&mut *tx)
+                .await?;
             let send_id = rows::int(&row, "id")?;
             let minted = mint(send_id, item, hash.as_str());
             let row = sqlx::query(
@@ -491,10 +491,7 @@ impl Store {
         let (set, from) = match action {
             QueueAction::Hold => ("state = 'held'", "'queued'"),
             QueueAction::Release => ("state = 'queued', next_attempt_at = $1", "'held'"),
-            QueueAction::Retry => (
-                "state = 'queued', next_attempt_at = $1",
-                "'queued', 'held'",
-            ),
+            QueueAction::Retry => ("state = 'queued', next_attempt_at = $1", "'queued', 'held'"),
             QueueAction::Fail => (
                 "state = 'failed', last_error = 'failed by an operator'",
                 "'queued', 'held'",
@@ -515,7 +512,9 @@ impl Store {
         .collect::<Result<_, _>>()?;
         // A leased item is the worker's until its attempt ends: hold and fail leave it alone.
         let unleased = match action {
-            QueueAction::Hold | QueueAction::Fail => " AND (lease_until IS NULL OR lease_until < $1)",
+            QueueAction::Hold | QueueAction::Fail => {
+                " AND (lease_until IS NULL OR lease_until < $1)"
+            }
             _ => "",
         };
         let changed = sqlx::query(&format!(

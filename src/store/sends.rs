@@ -63,15 +63,15 @@ impl Store {
     pub async fn record_send(&self, send: &NewSend) -> Result<i64, StoreError> {
         let hash = self.hash(&send.address);
         let row = sqlx::query(INSERT_SEND)
-        .bind(send.address.as_given())
-        .bind(hash.as_str())
-        .bind(&send.company)
-        .bind(send.brand.as_deref().unwrap_or(""))
-        .bind(send.class.as_str())
-        .bind(normalize_message_id(&send.message_id))
-        .bind(format_time(&send.sent_at))
-        .fetch_one(&self.pool)
-        .await?;
+            .bind(send.address.as_given())
+            .bind(hash.as_str())
+            .bind(&send.company)
+            .bind(send.brand.as_deref().unwrap_or(""))
+            .bind(send.class.as_str())
+            .bind(normalize_message_id(&send.message_id))
+            .bind(format_time(&send.sent_at))
+            .fetch_one(&self.pool)
+            .await?;
         rows::int(&row, "id")
     }
 

@@ -1,0 +1,685 @@
+//! The relay end to end: real SMTP on both sides (a client into the gateway, the gateway into a
+//! recording upstream server in this test), the whole gateway running in-process on SQLite and
+//! PostgreSQL with the same bodies.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bouncegate::config::Config;
+use bouncegate::model::{Channel, MailClass, Reason, Source};
+use bouncegate::serve::Gateway;
+use bouncegate::service::{CheckRequest, SuppressRequest, SuppressionService};
+use bouncegate::smtp::{
+    ListenerConfig, MailFrom, MessageSink, RcptTo, ReceivedMessage, ServerHandle, SessionInfo,
+    SinkError, SmtpServer,
+};
+use common::{ORGANISATION, TestDb, databases};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const DOMAIN: &str = "bounces.example.org";
+
+/// The upstream: takes every recipient and keeps what it got.
+#[derive(Default)]
+struct Recorder {
+    messages: Mutex<Vec<ReceivedMessage>>,
+}
+
+impl MessageSink for Recorder {
+    async fn rcpt(&self, _: &SessionInfo, _: &MailFrom, _: &RcptTo) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    async fn data(&self, message: ReceivedMessage) -> Result<(), SinkError> {
+        self.messages.lock().unwrap().push(message);
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn received(&self) -> Vec<ReceivedMessage> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+async fn upstream_on(address: SocketAddr) -> (ServerHandle, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let server = SmtpServer::bind(
+        ListenerConfig::new(address, "upstream.test"),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    (server.spawn(), recorder)
+}
+
+/// A port nothing listens on yet.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const CLIENTS: &str = r#"
+[[relay.clients]]
+user = "news"
+password = "s3cret"
+company = "acme"
+brands = ["news", "shop"]
+
+[[relay.clients]]
+user = "orders"
+password = "0rders"
+company = "acme"
+brands = ["shop"]
+class = "service"
+
+[[relay.clients]]
+user = "weekly"
+password = "w33kly"
+company = "globex"
+class = "promotional"
+"#;
+
+fn config(db: &TestDb, upstream_port: u16, extra: &str) -> Arc<Config> {
+    let text = format!(
+        "[database]\nurl = {:?}\nmax_connections = 4\n\
+         [inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"{DOMAIN}\"\ndns_resolver = \"127.0.0.1:9\"\n\
+         [http]\npublic_url = \"https://unsub.example.org\"\n\
+         [relay]\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{upstream_port}\"\nretry_schedule = [\"1s\"]\n{extra}\n\
+         {CLIENTS}\n{ORGANISATION}",
+        db.url
+    );
+    Arc::new(Config::parse(&text, std::path::Path::new("relay-test.toml")).unwrap())
+}
+
+struct Client {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Client {
+    async fn connect(address: SocketAddr) -> Client {
+        let stream = TcpStream::connect(address).await.unwrap();
+        let (read, writer) = stream.into_split();
+        let mut client = Client {
+            reader: BufReader::new(read),
+            writer,
+        };
+        let banner = client.reply().await;
+        assert!(banner.starts_with("220"), "{banner}");
+        client
+    }
+
+    async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
+                .await
+                .expect("a reply in time")
+                .unwrap();
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    async fn command(&mut self, text: &str) -> String {
+        self.writer
+            .write_all(format!("{text}\r\n").as_bytes())
+            .await
+            .unwrap();
+        self.reply().await
+    }
+
+    /// EHLO and AUTH PLAIN.
+    async fn login(address: SocketAddr, user: &str, password: &str) -> Client {
+        let mut client = Client::connect(address).await;
+        let ehlo = client.command("EHLO sender.test").await;
+        assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+        let token = data_encoding::BASE64.encode(format!("\0{user}\0{password}").as_bytes());
+        let reply = client.command(&format!("AUTH PLAIN {token}")).await;
+        assert!(reply.starts_with("235"), "{reply}");
+        client
+    }
+
+    /// One mail; the reply to the end of DATA, or the first refusal.
+    async fn send(&mut self, from: &str, to: &[&str], message: &str) -> String {
+        let reply = self.command(&format!("MAIL FROM:<{from}>")).await;
+        if !reply.starts_with("250") {
+            return reply;
+        }
+        let mut accepted = 0;
+        let mut last = String::new();
+        for rcpt in to {
+            last = self.command(&format!("RCPT TO:<{rcpt}>")).await;
+            if last.starts_with("250") {
+                accepted += 1;
+            }
+        }
+        if accepted == 0 {
+            self.command("RSET").await;
+            return last;
+        }
+        let reply = self.command("DATA").await;
+        assert!(reply.starts_with("354"), "{reply}");
+        self.writer.write_all(message.as_bytes()).await.unwrap();
+        self.command(".").await
+    }
+}
+
+fn newsletter(brand: Option<&str>, class: Option<&str>, to: &str) -> String {
+    let mut headers = format!(
+        "From: Acme News <news@acme.example>\r\nTo: {to}\r\nSubject: November news\r\nMessage-ID: <nl-{}@acme.example>\r\n",
+        rand::random::<u32>()
+    );
+    if let Some(brand) = brand {
+        headers.push_str(&format!("X-Bouncegate-Brand: {brand}\r\n"));
+    }
+    if let Some(class) = class {
+        headers.push_str(&format!("X-Bouncegate-Class: {class}\r\n"));
+    }
+    headers.push_str("List-Unsubscribe: <mailto:sender-own@acme.example>\r\n\r\nHello.\r\n");
+    headers
+}
+
+async fn suppress(
+    service: &SuppressionService,
+    address: &str,
+    reason: Reason,
+    company: Option<&str>,
+    brand: Option<&str>,
+) {
+    service
+        .suppress(&SuppressRequest {
+            address,
+            reason,
+            company,
+            brand,
+            channel: Channel::Email,
+            note: Some("test"),
+            source: Source::Cli,
+            created_at: None,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// Waits until the upstream has `n` messages.
+async fn wait_for(recorder: &Recorder, n: usize) -> Vec<ReceivedMessage> {
+    for _ in 0..200 {
+        let received = recorder.received();
+        if received.len() >= n {
+            return received;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the upstream got {} of {n} messages",
+        recorder.received().len()
+    );
+}
+
+fn text(message: &ReceivedMessage) -> String {
+    String::from_utf8_lossy(&message.data).into_owned()
+}
+
+#[tokio::test]
+async fn promotional_mail_to_the_unsubscribed_stops_and_service_mail_goes_through() {
+    for db in databases().await {
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let config = config(&db, upstream.local_addr().port(), "");
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let service = SuppressionService::new(gateway.store.clone(), config.clone());
+        suppress(
+            &service,
+            "gone@example.net",
+            Reason::Unsubscribe,
+            Some("acme"),
+            None,
+        )
+        .await;
+        suppress(
+            &service,
+            "bounced@example.net",
+            Reason::HardBounce,
+            None,
+            None,
+        )
+        .await;
+        suppress(
+            &service,
+            "newsonly@example.net",
+            Reason::Unsubscribe,
+            Some("acme"),
+            Some("news"),
+        )
+        .await;
+        let relay = gateway.relay.local_addr();
+        let mut c = Client::login(relay, "news", "s3cret").await;
+
+        // Company-wide opt-out: the promotional mail stops, for every brand.
+        for brand in ["news", "shop"] {
+            let reply = c
+                .send(
+                    "news@acme.example",
+                    &["gone@example.net"],
+                    &newsletter(Some(brand), None, "gone@example.net"),
+                )
+                .await;
+            assert!(
+                reply.starts_with("550 5.7.1")
+                    && reply.contains("recipient unsubscribed (company:acme); not sent"),
+                "{}: {brand}: {reply}",
+                db.backend
+            );
+        }
+        // Bounced addresses: blocked for promotional mail.
+        let reply = c
+            .send(
+                "news@acme.example",
+                &["bounced@example.net"],
+                &newsletter(Some("news"), None, "x"),
+            )
+            .await;
+        assert!(reply.contains("recipient bounced (global)"), "{reply}");
+        // A brand opt-out blocks that brand only.
+        let reply = c
+            .send(
+                "news@acme.example",
+                &["newsonly@example.net"],
+                &newsletter(Some("news"), None, "x"),
+            )
+            .await;
+        assert!(reply.starts_with("550 5.7.1"), "{reply}");
+        let reply = c
+            .send(
+                "news@acme.example",
+                &["newsonly@example.net"],
+                &newsletter(Some("shop"), None, "x"),
+            )
+            .await;
+        assert!(reply.starts_with("250"), "the other brand goes: {reply}");
+        // Service mail to the unsubscribed goes through.
+        let reply = c
+            .send(
+                "news@acme.example",
+                &["gone@example.net"],
+                &newsletter(Some("shop"), Some("service"), "gone@example.net"),
+            )
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+        // A mixed list: the suppressed one is dropped, the rest queued.
+        let reply = c
+            .send(
+                "news@acme.example",
+                &["fresh@example.net", "gone@example.net"],
+                &newsletter(Some("news"), None, "list"),
+            )
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+
+        let received = wait_for(&recorder, 3).await;
+        assert_eq!(received.len(), 3, "{}", db.backend);
+        let to: Vec<String> = received
+            .iter()
+            .map(|m| m.rcpt_to[0].address.clone())
+            .collect();
+        assert!(to.contains(&"newsonly@example.net".to_string()));
+        assert!(to.contains(&"gone@example.net".to_string()));
+        assert!(to.contains(&"fresh@example.net".to_string()));
+        for message in &received {
+            let body = text(message);
+            assert!(
+                message.mail_from.address.starts_with("b+")
+                    && message.mail_from.address.ends_with(&format!("@{DOMAIN}")),
+                "VERP sender: {}",
+                message.mail_from.address
+            );
+            assert_eq!(message.rcpt_to.len(), 1, "one transaction per recipient");
+            assert!(
+                !body.contains("X-Bouncegate"),
+                "control headers removed: {body}"
+            );
+            assert!(
+                !body.contains("sender-own@acme.example"),
+                "the sender's List-Unsubscribe is replaced"
+            );
+            let promotional = message.rcpt_to[0].address != "gone@example.net";
+            assert_eq!(
+                body.contains("List-Unsubscribe: <https://unsub.example.org/u/"),
+                promotional,
+                "{body}"
+            );
+            assert_eq!(
+                body.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+                promotional
+            );
+            if promotional {
+                assert!(body.contains(&format!("mailto:unsubscribe+")), "{body}");
+            }
+        }
+        let blocked = gateway.store.blocked(None, 100).await.unwrap();
+        assert_eq!(blocked.len(), 5, "{}: {blocked:?}", db.backend);
+        assert!(
+            blocked
+                .iter()
+                .all(|b| b.client == "news" && b.stage == "data")
+        );
+        gateway.stop().await;
+        upstream.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn no_open_relay_wrong_passwords_and_fixed_class_refusals_at_rcpt() {
+    for db in databases().await {
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let config = config(&db, upstream.local_addr().port(), "max_auth_failures = 3");
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let service = SuppressionService::new(gateway.store.clone(), config.clone());
+        let relay = gateway.relay.local_addr();
+
+        // Unauthenticated: nothing, whatever the tricks.
+        let mut c = Client::connect(relay).await;
+        c.command("EHLO spammer.test").await;
+        for from in ["news@acme.example", "", "postmaster@bounces.example.org"] {
+            let reply = c.command(&format!("MAIL FROM:<{from}>")).await;
+            assert!(reply.starts_with("530 5.7.0"), "{from}: {reply}");
+        }
+        let reply = c.command("RCPT TO:<victim@example.com>").await;
+        assert!(reply.starts_with("503"), "{reply}");
+        let reply = c
+            .command("RCPT TO:<@relay.example:victim@example.com>")
+            .await;
+        assert!(reply.starts_with("5"), "source route: {reply}");
+        // A credential that fixes the class and has one brand: refused at RCPT.
+        suppress(
+            &service,
+            "nomore@example.net",
+            Reason::Unsubscribe,
+            Some("globex"),
+            None,
+        )
+        .await;
+        let mut weekly = Client::login(relay, "weekly", "w33kly").await;
+        weekly.command("MAIL FROM:<weekly@globex.example>").await;
+        let reply = weekly.command("RCPT TO:<nomore@example.net>").await;
+        assert!(
+            reply.starts_with("550 5.7.1") && reply.contains("unsubscribed (company:globex)"),
+            "{}: {reply}",
+            db.backend
+        );
+        let blocked = gateway.store.blocked(None, 10).await.unwrap();
+        assert_eq!(blocked[0].stage, "rcpt");
+        assert!(
+            weekly
+                .command("RCPT TO:<someone@example.net>")
+                .await
+                .starts_with("250")
+        );
+        weekly.command("QUIT").await;
+
+        // Wrong passwords, then the lock-out.
+        let bad = data_encoding::BASE64.encode(b"\0news\0guess");
+        for _ in 0..2 {
+            assert!(
+                c.command(&format!("AUTH PLAIN {bad}"))
+                    .await
+                    .starts_with("535 5.7.8")
+            );
+        }
+        let reply = c.command(&format!("AUTH PLAIN {bad}")).await;
+        assert!(reply.starts_with("421"), "{reply}");
+        let mut again = Client::connect(relay).await;
+        again.command("EHLO c").await;
+        let good = data_encoding::BASE64.encode(b"\0news\0s3cret");
+        let reply = again.command(&format!("AUTH PLAIN {good}")).await;
+        assert!(
+            reply.starts_with("421"),
+            "locked out even with the right password: {reply}"
+        );
+        assert!(recorder.received().is_empty());
+        gateway.stop().await;
+        upstream.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_nothing_is_queued() {
+    for db in databases().await {
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let config = config(&db, upstream.local_addr().port(), "");
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let relay = gateway.relay.local_addr();
+        let mut c = Client::login(relay, "news", "s3cret").await;
+        let to = ["reader@example.net"];
+        let cases = [
+            (
+                "not a header at all\r\n\r\nbody\r\n".to_string(),
+                "554 5.6.0",
+            ),
+            (newsletter(Some("weekly"), None, "x"), "550 5.7.1"),
+            (newsletter(Some("nonsense"), None, "x"), "550 5.7.1"),
+            (newsletter(None, None, "x"), "550 5.7.1"),
+            (
+                newsletter(Some("news"), None, "x")
+                    .replace("news@acme.example", "ceo@globex.example"),
+                "550 5.7.1",
+            ),
+        ];
+        for (message, expected) in cases {
+            let reply = c.send("news@acme.example", &to, &message).await;
+            assert!(
+                reply.starts_with(expected),
+                "{}: {reply}\n{message}",
+                db.backend
+            );
+        }
+        // Unknown class header: promotional, so a brand is needed.
+        let reply = c
+            .send(
+                "news@acme.example",
+                &to,
+                &newsletter(None, Some("urgent"), "x"),
+            )
+            .await;
+        assert!(reply.starts_with("550 5.7.1"), "{reply}");
+        let summary = gateway.store.queue_summary().await.unwrap();
+        assert_eq!(summary.queued + summary.delivered, 0, "{}", db.backend);
+        assert!(recorder.received().is_empty());
+        gateway.stop().await;
+        upstream.shutdown().await;
+    }
+}
+
+/// SMTP smuggling: a bare LF before a dot does not end the data; what reaches the upstream is one
+/// message with CRLF line ends only.
+#[tokio::test]
+async fn a_bare_lf_smuggling_attempt_reaches_the_upstream_as_one_mail() {
+    for db in databases().await {
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let config = config(&db, upstream.local_addr().port(), "");
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let mut c = Client::login(gateway.relay.local_addr(), "news", "s3cret").await;
+        let smuggled = newsletter(Some("news"), None, "a@example.net").replace(
+            "Hello.\r\n",
+            "Hello.\n.\nMAIL FROM:<ceo@acme.example>\nRCPT TO:<victim@example.net>\nDATA\nSmuggled\r\n",
+        );
+        let reply = c
+            .send("news@acme.example", &["a@example.net"], &smuggled)
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+        let received = wait_for(&recorder, 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(recorder.received().len(), 1, "{}", db.backend);
+        let body = &received[0].data;
+        let bare_lf =
+            body.first() == Some(&b'\n') || body.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r');
+        assert!(!bare_lf, "no bare LF reaches the upstream");
+        assert!(String::from_utf8_lossy(body).contains("Smuggled"));
+        assert_eq!(received[0].rcpt_to[0].address, "a@example.net");
+        gateway.stop().await;
+        upstream.shutdown().await;
+    }
+}
+
+/// The upstream is down: the mail waits; an opt-out recorded meanwhile stops it; the rest is
+/// delivered once the upstream is back, also across a restart.
+#[tokio::test]
+async fn queued_mail_waits_for_the_upstream_honours_late_opt_outs_and_survives_a_restart() {
+    for db in databases().await {
+        let port = free_port();
+        let config = config(&db, port, "");
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let service = SuppressionService::new(gateway.store.clone(), config.clone());
+        let mut c = Client::login(gateway.relay.local_addr(), "news", "s3cret").await;
+        for to in ["late@example.net", "waits@example.net"] {
+            let reply = c
+                .send(
+                    "news@acme.example",
+                    &[to],
+                    &newsletter(Some("news"), None, to),
+                )
+                .await;
+            assert!(reply.starts_with("250"), "{reply}");
+        }
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let summary = gateway.store.queue_summary().await.unwrap();
+        assert_eq!(
+            summary.queued, 2,
+            "{}: waiting for the upstream",
+            db.backend
+        );
+        suppress(
+            &service,
+            "late@example.net",
+            Reason::Unsubscribe,
+            Some("acme"),
+            Some("news"),
+        )
+        .await;
+        gateway.stop().await;
+
+        // A restart with the upstream back: what waited is delivered, the late opt-out is not.
+        let (upstream, recorder) = upstream_on(format!("127.0.0.1:{port}").parse().unwrap()).await;
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let service = SuppressionService::new(gateway.store.clone(), config.clone());
+        let received = wait_for(&recorder, 1).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let received_now = recorder.received();
+        assert_eq!(
+            received_now.len(),
+            1,
+            "{}: {:?}",
+            db.backend,
+            received.iter().map(|m| &m.rcpt_to).collect::<Vec<_>>()
+        );
+        assert_eq!(received_now[0].rcpt_to[0].address, "waits@example.net");
+        let summary = gateway.store.queue_summary().await.unwrap();
+        assert_eq!(
+            (summary.delivered, summary.dropped, summary.queued),
+            (1, 1, 0),
+            "{}",
+            db.backend
+        );
+        let blocked = gateway.store.blocked(None, 10).await.unwrap();
+        assert_eq!(blocked[0].stage, "queue");
+        let check = service
+            .check(
+                "waits@example.net",
+                CheckRequest {
+                    company: "acme",
+                    brand: Some("news"),
+                    class: MailClass::Promotional,
+                    channel: Channel::Email,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(check.allowed);
+        gateway.stop().await;
+        upstream.shutdown().await;
+    }
+}
+
+/// A hard bounce to the return path the relay set suppresses that recipient; a forged one to a
+/// made-up token suppresses nobody.
+#[tokio::test]
+async fn a_bounce_to_the_verp_address_suppresses_its_recipient() {
+    for db in databases().await {
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let config = config(&db, upstream.local_addr().port(), "");
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let service = SuppressionService::new(gateway.store.clone(), config.clone());
+        let mut c = Client::login(gateway.relay.local_addr(), "news", "s3cret").await;
+        let reply = c
+            .send(
+                "news@acme.example",
+                &["dead@example.net"],
+                &newsletter(Some("news"), None, "dead@example.net"),
+            )
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+        let received = wait_for(&recorder, 1).await;
+        let return_path = received[0].mail_from.address.clone();
+        let dsn = format!(
+            "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+             --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n\
+             Final-Recipient: rfc822; dead@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+             Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--B--\r\n"
+        );
+        let mut mx = Client::connect(gateway.inbound.local_addr()).await;
+        mx.command("EHLO mx.example.net").await;
+        let forged = format!("b+{}@{DOMAIN}", "a".repeat(34));
+        for rcpt in [forged.as_str(), return_path.as_str()] {
+            let reply = mx
+                .send(
+                    "",
+                    &[rcpt],
+                    &dsn.replace("dead@", if rcpt == forged { "victim@" } else { "dead@" }),
+                )
+                .await;
+            assert!(reply.starts_with("250"), "{rcpt}: {reply}");
+        }
+        let promotional = |address: &'static str| {
+            let service = &service;
+            async move {
+                service
+                    .check(
+                        address,
+                        CheckRequest {
+                            company: "acme",
+                            brand: Some("news"),
+                            class: MailClass::Promotional,
+                            channel: Channel::Email,
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .allowed
+            }
+        };
+        assert!(
+            !promotional("dead@example.net").await,
+            "{}: the VERP bounce suppresses",
+            db.backend
+        );
+        assert!(
+            promotional("victim@example.net").await,
+            "{}: the forged one does not",
+            db.backend
+        );
+        gateway.stop().await;
+        upstream.shutdown().await;
+    }
+}
