@@ -364,7 +364,7 @@ async fn promotional_mail_to_the_unsubscribed_stops_and_service_mail_goes_throug
                 promotional
             );
             if promotional {
-                assert!(body.contains(&format!("mailto:unsubscribe+")), "{body}");
+                assert!(body.contains("mailto:unsubscribe+"), "{body}");
             }
         }
         let blocked = gateway.store.blocked(None, 100).await.unwrap();
@@ -631,13 +631,11 @@ async fn a_bounce_to_the_verp_address_suppresses_its_recipient() {
         assert!(reply.starts_with("250"), "{reply}");
         let received = wait_for(&recorder, 1).await;
         let return_path = received[0].mail_from.address.clone();
-        let dsn = format!(
-            "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n\
+        let dsn = "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n\
              Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
              --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n\
              Final-Recipient: rfc822; dead@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n\
-             Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--B--\r\n"
-        );
+             Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--B--\r\n";
         let mut mx = Client::connect(gateway.inbound.local_addr()).await;
         mx.command("EHLO mx.example.net").await;
         let forged = format!("b+{}@{DOMAIN}", "a".repeat(34));
