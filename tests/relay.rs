@@ -567,6 +567,37 @@ async fn queued_mail_waits_for_the_upstream_honours_late_opt_outs_and_survives_a
             Some("news"),
         )
         .await;
+        // The operator's view and controls, from the command line on the same store.
+        let cli = common::write_config(&db, "");
+        let queue = common::json(&common::bouncegate(&cli, &["queue", "--json"]));
+        assert_eq!(queue["queued"], 2, "{}: {queue}", db.backend);
+        // An item under an attempt is the worker's until it ends: hold takes it at the next try.
+        let mut held = serde_json::Value::Null;
+        for _ in 0..50 {
+            common::bouncegate(&cli, &["queue", "hold", "--all"]);
+            held = common::json(&common::bouncegate(&cli, &["queue", "--json"]));
+            if held["held"] == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            (held["queued"].as_i64(), held["held"].as_i64()),
+            (Some(0), Some(2)),
+            "{held}"
+        );
+        common::expect_exit(
+            &common::bouncegate(&cli, &["queue", "release", "--all"]),
+            0,
+            "release",
+        );
+        let show = common::bouncegate(&cli, &["queue", "show", "1", "--json"]);
+        common::expect_exit(&show, 0, "show");
+        assert!(
+            common::json(&show)["last_error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty())
+        );
         gateway.stop().await;
 
         // A restart with the upstream back: what waited is delivered, the late opt-out is not.
@@ -593,6 +624,18 @@ async fn queued_mail_waits_for_the_upstream_honours_late_opt_outs_and_survives_a
         );
         let blocked = gateway.store.blocked(None, 10).await.unwrap();
         assert_eq!(blocked[0].stage, "queue");
+        let cli = common::write_config(&db, "");
+        let listed = common::bouncegate(&cli, &["blocked", "--json"]);
+        common::expect_exit(&listed, 0, "blocked");
+        let first: serde_json::Value =
+            serde_json::from_str(common::stdout(&listed).lines().next().unwrap()).unwrap();
+        assert_eq!(first["stage"], "queue");
+        assert!(
+            first["reason"]
+                .as_str()
+                .unwrap()
+                .contains("unsubscribed (brand:acme/news)")
+        );
         let check = service
             .check(
                 "waits@example.net",

@@ -6,6 +6,7 @@ mod bulk;
 mod classify;
 mod manage;
 mod query;
+mod relay;
 mod review;
 
 use std::path::PathBuf;
@@ -77,6 +78,10 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// The relay's queue: depth, items, hold, release, retry, fail.
+    Queue(relay::QueueArgs),
+    /// Mails the relay did not send because a suppression stopped them.
+    Blocked(relay::BlockedArgs),
     /// The campaign relay.
     Relay {
         #[command(subcommand)]
@@ -222,6 +227,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(args) => bulk::export(&service, args).await?,
         Command::Filter(args) => bulk::filter(&service, args).await?,
         Command::Review(args) => review::review(&service, args).await?,
+        Command::Queue(args) => relay::queue(&service, args).await?,
+        Command::Blocked(args) => relay::blocked(&service, args).await?,
         Command::Evidence {
             command: EvidenceCommand::Show(args),
         } => manage::evidence_show(&service, args).await?,
