@@ -543,6 +543,20 @@ pub struct CompanyConfig {
     pub domains: Vec<Spanned<String>>,
     #[serde(default)]
     pub brands: Vec<Spanned<String>>,
+    /// DKIM keys for the company's sender domains: relayed mail whose From domain has one is
+    /// signed.
+    #[serde(default)]
+    pub dkim: Vec<DkimKeyConfig>,
+}
+
+/// `dkim = [{ domain, selector, key_file }]`: a PEM private key (PKCS#8 RSA or Ed25519, as
+/// `openssl genpkey` writes it, or PKCS#1 RSA) for `selector._domainkey.domain`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKeyConfig {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: PathBuf,
 }
 
 impl CompanyConfig {

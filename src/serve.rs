@@ -11,6 +11,7 @@ use crate::analysis::{Analyzer, BounceRules};
 use crate::config::Config;
 use crate::inbound::InboundSink;
 use crate::queue::Delivery;
+use crate::relay::dkim::DkimSigners;
 use crate::relay::{Clients, RelaySink};
 use crate::service::SuppressionService;
 use crate::smtp::{ListenerConfig, ReplyTexts, ServerHandle, SmtpServer, load_tls};
@@ -90,9 +91,10 @@ impl Gateway {
         let hostname = relay_hostname(&config);
         let upstream = LettreUpstream::new(&config.relay, &hostname)
             .map_err(|e| anyhow::anyhow!("relay.upstream: {e}"))?;
+        let dkim = Arc::new(DkimSigners::load(&config)?);
         let (stop_delivery, stopping) = tokio::sync::watch::channel(false);
-        let delivery =
-            Delivery::new(service, Arc::new(upstream), config.clone(), queued).spawn(stopping);
+        let delivery = Delivery::new(service, Arc::new(upstream), config.clone(), queued, dkim)
+            .spawn(stopping);
         tracing::info!(upstream = %config.relay.upstream, "relay delivery running");
         Ok(Gateway {
             store,

@@ -724,3 +724,184 @@ async fn a_bounce_to_the_verp_address_suppresses_its_recipient() {
         upstream.shutdown().await;
     }
 }
+
+/// Runs `openssl` with `args`; its standard output.
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// The DKIM key record of a PEM private key (RSA: the SubjectPublicKeyInfo; Ed25519: the raw key).
+fn key_record(pem: &std::path::Path, ed25519: bool) -> String {
+    let der = openssl(&[
+        "pkey",
+        "-in",
+        pem.to_str().unwrap(),
+        "-pubout",
+        "-outform",
+        "DER",
+    ]);
+    let (algorithm, key) = if ed25519 {
+        ("ed25519", &der[der.len() - 32..])
+    } else {
+        ("rsa", &der[..])
+    };
+    format!(
+        "v=DKIM1; k={algorithm}; p={}",
+        data_encoding::BASE64.encode(key)
+    )
+}
+
+/// Relayed mail is signed with the From domain's key (Ed25519, RSA PKCS#8, RSA PKCS#1), and an
+/// independent verifier (dkimpy) agrees, List-Unsubscribe included.
+#[tokio::test]
+async fn dkim_signatures_verify_with_an_independent_verifier() {
+    let python_has_dkimpy = std::process::Command::new("python3")
+        .args(["-c", "import dkim, nacl"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !python_has_dkimpy {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install dkimpy and pynacl (pip install dkimpy pynacl)"
+        );
+        eprintln!("skipping: python3 with dkimpy is not installed (pip install dkimpy pynacl)");
+        return;
+    }
+    for db in databases().await {
+        let keys = tempfile::tempdir().unwrap();
+        let path = |name: &str| keys.path().join(name);
+        std::fs::write(
+            path("ed.pem"),
+            openssl(&["genpkey", "-algorithm", "ed25519"]),
+        )
+        .unwrap();
+        std::fs::write(
+            path("rsa8.pem"),
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ]),
+        )
+        .unwrap();
+        std::fs::write(
+            path("rsa1.pem"),
+            openssl(&["genrsa", "-traditional", "2048"]),
+        )
+        .unwrap();
+        assert!(
+            std::fs::read_to_string(path("rsa1.pem"))
+                .unwrap()
+                .contains("BEGIN RSA PRIVATE KEY")
+        );
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let organisation = format!(
+            "[[companies]]\nid = \"acme\"\ndomains = [\"acme.example\"]\nbrands = [\"news\", \"shop\"]\n\
+             dkim = [{{ domain = \"acme.example\", selector = \"ed\", key_file = {:?} }},\n\
+                     {{ domain = \"rsa.acme.example\", selector = \"r8\", key_file = {:?} }},\n\
+                     {{ domain = \"pkcs1.acme.example\", selector = \"r1\", key_file = {:?} }}]\n\
+             [[companies]]\nid = \"globex\"\ndomains = [\"globex.example\"]\n",
+            path("ed.pem"),
+            path("rsa8.pem"),
+            path("rsa1.pem")
+        );
+        let text = format!(
+            "[database]\nurl = {:?}\n[inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"{DOMAIN}\"\n\
+             [relay]\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n\
+             [[relay.clients]]\nuser = \"news\"\npassword = \"s3cret\"\ncompany = \"acme\"\nbrands = [\"news\"]\n{organisation}",
+            db.url,
+            upstream.local_addr().port()
+        );
+        let config = Arc::new(Config::parse(&text, std::path::Path::new("dkim.toml")).unwrap());
+        let gateway = Gateway::start(config).await.unwrap();
+        let mut c = Client::login(gateway.relay.local_addr(), "news", "s3cret").await;
+        for (domain, to) in [
+            ("acme.example", "ed@example.net"),
+            ("rsa.acme.example", "r8@example.net"),
+            ("pkcs1.acme.example", "r1@example.net"),
+        ] {
+            let mail = newsletter(Some("news"), None, to)
+                .replace("news@acme.example", &format!("news@{domain}"))
+                .replace("Subject: November news\r\n", "Subject: November news\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Mon, 30 Nov 2026 12:00:00 +0000\r\n");
+            let reply = c.send(&format!("news@{domain}"), &[to], &mail).await;
+            assert!(reply.starts_with("250"), "{reply}");
+        }
+        let received = wait_for(&recorder, 3).await;
+        let records = serde_json::json!({
+            "ed._domainkey.acme.example.": key_record(&path("ed.pem"), true),
+            "r8._domainkey.rsa.acme.example.": key_record(&path("rsa8.pem"), false),
+            "r1._domainkey.pkcs1.acme.example.": key_record(&path("rsa1.pem"), false),
+        });
+        std::fs::write(path("records.json"), records.to_string()).unwrap();
+        for message in &received {
+            let text = String::from_utf8_lossy(&message.data).to_string();
+            assert!(text.starts_with("DKIM-Signature:"), "{text}");
+            let header = text
+                .split("\r\n\r\n")
+                .next()
+                .unwrap()
+                .replace("\r\n\t", " ")
+                .replace("\r\n ", " ");
+            let h = header
+                .split(';')
+                .find(|t| t.trim().starts_with("h="))
+                .unwrap()
+                .to_ascii_lowercase();
+            let signed: Vec<String> = h
+                .trim()
+                .trim_start_matches("h=")
+                .split(':')
+                .map(|name| name.split_whitespace().collect::<String>())
+                .collect();
+            for name in ["list-unsubscribe", "list-unsubscribe-post"] {
+                assert_eq!(
+                    signed.iter().filter(|n| *n == name).count(),
+                    2,
+                    "{name} oversigned: {signed:?}"
+                );
+            }
+            let file = path("message.eml");
+            std::fs::write(&file, &message.data).unwrap();
+            let dkimpy = |file: &std::path::Path| {
+                std::process::Command::new("python3")
+                    .args([
+                        "-c",
+                        "import dkim, json, sys\n\
+                         records = json.load(open(sys.argv[2]))\n\
+                         def dns(name, timeout=5):\n    return records.get(name.decode(), '').encode()\n\
+                         ok = dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=dns)\n\
+                         sys.exit(0 if ok else 1)",
+                        file.to_str().unwrap(),
+                        path("records.json").to_str().unwrap(),
+                    ])
+                    .output()
+                    .unwrap()
+            };
+            let verify = dkimpy(&file);
+            assert!(
+                verify.status.success(),
+                "{}: dkimpy says the signature of the copy to {} does not verify: {}\n{text}",
+                db.backend,
+                message.rcpt_to[0].address,
+                String::from_utf8_lossy(&verify.stderr)
+            );
+            // The verifier does check: a changed body fails.
+            let tampered = path("tampered.eml");
+            std::fs::write(&tampered, text.replace("Hello.", "Hello!")).unwrap();
+            assert!(!dkimpy(&tampered).status.success(), "a changed body fails");
+        }
+        gateway.stop().await;
+        upstream.shutdown().await;
+    }
+}

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::address::EmailAddress;
 use crate::config::Config;
 use crate::model::{Channel, MailClass, Timestamp};
+use crate::relay::dkim::DkimSigners;
 use crate::relay::rewrite;
 use crate::relay::sink::describe;
 use crate::service::{CheckRequest, SuppressionService};
@@ -35,22 +36,26 @@ pub struct Delivery<U> {
     upstream: Arc<U>,
     config: Arc<Config>,
     queued: Arc<Notify>,
+    dkim: Arc<DkimSigners>,
     worker: String,
 }
 
 impl<U: Upstream> Delivery<U> {
-    /// Delivers with `upstream`; `queued` wakes it when the relay queued something.
+    /// Delivers with `upstream`, signing with `dkim`; `queued` wakes it when the relay queued
+    /// something.
     pub fn new(
         service: SuppressionService,
         upstream: Arc<U>,
         config: Arc<Config>,
         queued: Arc<Notify>,
+        dkim: Arc<DkimSigners>,
     ) -> Self {
         Self {
             service,
             upstream,
             config,
             queued,
+            dkim,
             // Leases name their holder; another instance on the same database has another name.
             worker: format!(
                 "{}-{}",
@@ -180,9 +185,10 @@ impl<U: Upstream> Delivery<U> {
         )
     }
 
-    /// The recipient's copy: its List-Unsubscribe for promotional mail, then the queued bytes.
+    /// The recipient's copy: its List-Unsubscribe for promotional mail, then the queued bytes;
+    /// signed when the From domain has a DKIM key.
     fn copy_for(&self, item: &QueueItem) -> Vec<u8> {
-        let mut message = Vec::with_capacity(item.raw.len() + 256);
+        let mut message = Vec::with_capacity(item.raw.len() + 1024);
         if item.class == MailClass::Promotional
             && let Some(token) = &item.unsubscribe_token
         {
@@ -192,7 +198,18 @@ impl<U: Upstream> Delivery<U> {
             );
         }
         message.extend_from_slice(&item.raw);
-        message
+        if self.dkim.is_empty() {
+            return message;
+        }
+        let signature = rewrite::from_domain(&message).and_then(|d| self.dkim.sign(&d, &message));
+        match signature {
+            Some(signature) => {
+                let mut signed = signature.into_bytes();
+                signed.extend_from_slice(&message);
+                signed
+            }
+            None => message,
+        }
     }
 
     /// The next attempt on the schedule, or failure once the mail is older than the limit.

@@ -3,6 +3,7 @@
 //! and the hand-over to the durable queue.
 
 pub mod clients;
+pub mod dkim;
 pub mod rewrite;
 pub mod sink;
 

@@ -125,6 +125,18 @@ pub fn find<'f>(fields: &'f [Field<'_>], name: &str) -> Option<&'f Field<'f>> {
     fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
 }
 
+/// The domain of the From address of a CRLF message (the first address when there are several).
+pub fn from_domain(message: &[u8]) -> Option<String> {
+    let (header, _) = split(message);
+    let parsed = fields(header).ok()?;
+    let from = find(&parsed, "From")?.value();
+    let address = from
+        .rsplit_once('<')
+        .map_or(from.as_str(), |(_, a)| a.split('>').next().unwrap_or(a));
+    let domain = address.trim().rsplit_once('@')?.1.trim();
+    (!domain.is_empty()).then(|| domain.trim_end_matches('.').to_ascii_lowercase())
+}
+
 /// The message as it goes on: without the relay's own headers, with a Message-ID and a Date.
 pub fn rewrite(
     fields: &[Field<'_>],
@@ -193,6 +205,11 @@ mod tests {
         assert_eq!(parsed.len(), 4);
         assert_eq!(find(&parsed, "subject").unwrap().value(), "Hello world");
         assert_eq!(body, b"Body\r\n");
+        assert_eq!(from_domain(&message).as_deref(), Some("acme.example"));
+        assert_eq!(
+            from_domain(b"From: plain@Mail.Acme.Example\r\n\r\n").as_deref(),
+            Some("mail.acme.example")
+        );
         let out = rewrite(&parsed, body, Some("m1@acme.example"), None);
         let text = String::from_utf8(out).unwrap();
         assert!(
