@@ -626,6 +626,15 @@ impl Config {
         Ok(config)
     }
 
+    /// The relay's name: `relay.hostname`, else `inbound.hostname`, else the inbound domain.
+    pub fn relay_hostname(&self) -> String {
+        self.relay
+            .hostname
+            .clone()
+            .or_else(|| self.inbound.hostname.clone())
+            .unwrap_or_else(|| self.inbound.domain.clone())
+    }
+
     /// The company with this id.
     pub fn company(&self, id: &str) -> Option<&CompanyConfig> {
         self.companies.iter().find(|c| c.id() == id)

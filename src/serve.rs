@@ -84,17 +84,24 @@ impl Gateway {
         );
         // One set of token keys: what the relay mints, inbound verifies.
         let keys = TokenKeys::new(store.secret());
-        let inbound = start_inbound(&config, &store, keys.clone()).await?;
+        let (inbound, bounces) = start_inbound(&config, &store, keys.clone()).await?;
         let queued = Arc::new(tokio::sync::Notify::new());
         let service = SuppressionService::new(store.clone(), config.clone());
         let relay = start_relay(&config, service.clone(), keys, queued.clone()).await?;
-        let hostname = relay_hostname(&config);
+        let hostname = config.relay_hostname();
         let upstream = LettreUpstream::new(&config.relay, &hostname)
             .map_err(|e| anyhow::anyhow!("relay.upstream: {e}"))?;
         let dkim = Arc::new(DkimSigners::load(&config)?);
         let (stop_delivery, stopping) = tokio::sync::watch::channel(false);
-        let delivery = Delivery::new(service, Arc::new(upstream), config.clone(), queued, dkim)
-            .spawn(stopping);
+        let delivery = Delivery::new(
+            service,
+            Arc::new(upstream),
+            bounces,
+            config.clone(),
+            queued,
+            dkim,
+        )
+        .spawn(stopping);
         tracing::info!(upstream = %config.relay.upstream, "relay delivery running");
         Ok(Gateway {
             store,
@@ -119,7 +126,7 @@ async fn start_inbound(
     config: &Arc<Config>,
     store: &Store,
     keys: TokenKeys,
-) -> anyhow::Result<ServerHandle> {
+) -> anyhow::Result<(ServerHandle, Arc<InboundSink>)> {
     let analyzer = load_analyzer(config)?;
     let inbound = &config.inbound;
     let tls = tls_pair(&inbound.tls_certificate, &inbound.tls_key, "inbound")?;
@@ -144,12 +151,12 @@ async fn start_inbound(
         },
         ..ListenerConfig::new(inbound.listen, hostname)
     };
-    let server = SmtpServer::bind(listener, sink)
+    let server = SmtpServer::bind(listener, sink.clone())
         .await
         .with_context(|| format!("cannot listen on {} (inbound.listen)", inbound.listen))?;
     let handle = server.spawn();
     tracing::info!(address = %handle.local_addr(), domain = %inbound.domain, "inbound SMTP listening");
-    Ok(handle)
+    Ok((handle, sink))
 }
 
 async fn start_relay(
@@ -182,7 +189,7 @@ async fn start_relay(
             unknown_recipient: "Recipient refused".into(),
             help: "This server relays mail for its configured clients; see RFC 5321".into(),
         },
-        ..ListenerConfig::new(relay.listen, relay_hostname(config))
+        ..ListenerConfig::new(relay.listen, config.relay_hostname())
     };
     let server = SmtpServer::bind_with_auth(listener, sink, Some(Arc::new(clients)))
         .await
@@ -190,15 +197,6 @@ async fn start_relay(
     let handle = server.spawn();
     tracing::info!(address = %handle.local_addr(), clients = relay.clients.len(), "relay SMTP listening");
     Ok(handle)
-}
-
-fn relay_hostname(config: &Config) -> String {
-    config
-        .relay
-        .hostname
-        .clone()
-        .or_else(|| config.inbound.hostname.clone())
-        .unwrap_or_else(|| config.inbound.domain.clone())
 }
 
 fn tls_pair(

@@ -29,7 +29,18 @@ struct Recorder {
 }
 
 impl MessageSink for Recorder {
-    async fn rcpt(&self, _: &SessionInfo, _: &MailFrom, _: &RcptTo) -> Result<(), SinkError> {
+    async fn rcpt(&self, _: &SessionInfo, _: &MailFrom, to: &RcptTo) -> Result<(), SinkError> {
+        // The upstream's own verdicts, as a real one gives them.
+        if to.address.starts_with("nosuchuser@") {
+            return Err(SinkError::Reply(bouncegate::smtp::Reply::UNKNOWN_RECIPIENT.with_text(
+                "<nosuchuser@example.net>: Recipient address rejected: User unknown in virtual mailbox table",
+            )));
+        }
+        if to.address.starts_with("greylisted@") {
+            return Err(SinkError::Reply(
+                bouncegate::smtp::Reply::STORE_FAILED.with_text("Greylisted, try again later"),
+            ));
+        }
         Ok(())
     }
 
@@ -901,6 +912,96 @@ async fn dkim_signatures_verify_with_an_independent_verifier() {
             std::fs::write(&tampered, text.replace("Hello.", "Hello!")).unwrap();
             assert!(!dkimpy(&tampered).status.success(), "a changed body fails");
         }
+        gateway.stop().await;
+        upstream.shutdown().await;
+    }
+}
+
+/// A 5xx from the upstream is a bounce with the MX's consequences (a hard bounce suppresses); a
+/// 4xx is retried.
+#[tokio::test]
+async fn the_upstreams_refusal_is_recorded_as_a_bounce_and_a_deferral_is_retried() {
+    for db in databases().await {
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let config = config(&db, upstream.local_addr().port(), "");
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let service = SuppressionService::new(gateway.store.clone(), config.clone());
+        let mut c = Client::login(gateway.relay.local_addr(), "news", "s3cret").await;
+        for to in [
+            "nosuchuser@example.net",
+            "greylisted@example.net",
+            "fine@example.net",
+        ] {
+            let reply = c
+                .send(
+                    "news@acme.example",
+                    &[to],
+                    &newsletter(Some("news"), None, to),
+                )
+                .await;
+            assert!(reply.starts_with("250"), "{reply}");
+        }
+        wait_for(&recorder, 1).await;
+        let mut summary = gateway.store.queue_summary().await.unwrap();
+        for _ in 0..100 {
+            if summary.failed == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            summary = gateway.store.queue_summary().await.unwrap();
+        }
+        assert_eq!(
+            (summary.delivered, summary.failed, summary.queued),
+            (1, 1, 1),
+            "{}: {summary:?}",
+            db.backend
+        );
+        let failure = &summary.recent_failures[0];
+        assert!(
+            failure.last_error.as_deref().unwrap().starts_with("550"),
+            "{failure:?}"
+        );
+        // The refusal is a hard bounce of that recipient, verified by its own return path.
+        let mut blocked = false;
+        for _ in 0..100 {
+            let verdict = service
+                .check(
+                    "nosuchuser@example.net",
+                    CheckRequest {
+                        company: "globex",
+                        brand: None,
+                        class: MailClass::Promotional,
+                        channel: Channel::Email,
+                    },
+                )
+                .await
+                .unwrap();
+            if !verdict.allowed {
+                assert_eq!(
+                    verdict.blocking[0].reason.as_str(),
+                    "hard_bounce",
+                    "{verdict:?}"
+                );
+                blocked = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(blocked, "{}: the 550 suppressed the address", db.backend);
+        let status = service.status("nosuchuser@example.net").await.unwrap();
+        let evidence = service
+            .evidence(status.suppressions[0].evidence_id.unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&evidence.raw)
+                .contains("User unknown in virtual mailbox table")
+        );
+        // The 4xx waits for its retry.
+        let waiting = gateway.store.queue_entry(2).await.unwrap().unwrap();
+        assert_eq!(waiting.state, "queued");
+        assert!(waiting.last_error.unwrap().starts_with("451"));
         gateway.stop().await;
         upstream.shutdown().await;
     }

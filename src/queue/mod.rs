@@ -21,6 +21,7 @@ use crate::relay::dkim::DkimSigners;
 use crate::relay::rewrite;
 use crate::relay::sink::describe;
 use crate::service::{CheckRequest, SuppressionService};
+use crate::smtp::MessageSink;
 use crate::store::{AttemptOutcome, BlockStage, NewBlocked, QueueItem, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
 use crate::verp;
@@ -30,22 +31,27 @@ const LEASE: Duration = Duration::from_secs(300);
 /// How often an idle worker looks for due items without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+mod bounce;
+
 /// The delivery side of the relay.
-pub struct Delivery<U> {
+pub struct Delivery<U, B> {
     service: SuppressionService,
     upstream: Arc<U>,
+    /// Where a permanent refusal goes as a bounce (the inbound sink).
+    bounces: Arc<B>,
     config: Arc<Config>,
     queued: Arc<Notify>,
     dkim: Arc<DkimSigners>,
     worker: String,
 }
 
-impl<U: Upstream> Delivery<U> {
-    /// Delivers with `upstream`, signing with `dkim`; `queued` wakes it when the relay queued
-    /// something.
+impl<U: Upstream, B: MessageSink> Delivery<U, B> {
+    /// Delivers with `upstream`, signing with `dkim`; a permanent refusal is handed to
+    /// `bounces` as a DSN; `queued` wakes it when the relay queued something.
     pub fn new(
         service: SuppressionService,
         upstream: Arc<U>,
+        bounces: Arc<B>,
         config: Arc<Config>,
         queued: Arc<Notify>,
         dkim: Arc<DkimSigners>,
@@ -53,6 +59,7 @@ impl<U: Upstream> Delivery<U> {
         Self {
             service,
             upstream,
+            bounces,
             config,
             queued,
             dkim,
@@ -115,7 +122,7 @@ impl<U: Upstream> Delivery<U> {
 
     /// One attempt for one item, settled in the store.
     async fn attempt(&self, item: QueueItem) {
-        let outcome = match self.attempt_outcome(&item).await {
+        let (outcome, refusal) = match self.attempt_outcome(&item).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 tracing::warn!(%error, item = item.id, "store failure before an attempt; the lease runs out and it is tried again");
@@ -144,9 +151,27 @@ impl<U: Upstream> Delivery<U> {
         if let Err(error) = settled {
             tracing::warn!(%error, item = item.id, "cannot settle an attempt; the lease runs out and it is tried again");
         }
+        if let Some((code, text)) = refusal {
+            // As if the upstream had sent its bounce to the return path: same analysis,
+            // attribution and thresholds as one received on the MX.
+            let dsn = bounce::refusal_dsn(
+                &item,
+                code,
+                &text,
+                &self.config.relay_hostname(),
+                &self.config.relay.upstream,
+            );
+            if let Err(error) = self.bounces.data(dsn).await {
+                tracing::warn!(%error, item = item.id, "cannot record the upstream's refusal as a bounce");
+            }
+        }
     }
 
-    async fn attempt_outcome(&self, item: &QueueItem) -> Result<AttemptOutcome, StoreError> {
+    /// How an attempt ends, and the upstream's permanent refusal (code and words) if that is how.
+    async fn attempt_outcome(
+        &self,
+        item: &QueueItem,
+    ) -> Result<(AttemptOutcome, Option<(u16, String)>), StoreError> {
         // An opt-out recorded while the mail waited stops it now.
         let request = CheckRequest {
             company: &item.company,
@@ -158,31 +183,38 @@ impl<U: Upstream> Delivery<U> {
             Ok(verdict) => verdict,
             Err(crate::service::ServiceError::Store(error)) => return Err(error),
             Err(error) => {
-                return Ok(AttemptOutcome::Failed {
+                let failed = AttemptOutcome::Failed {
                     error: error.to_string(),
-                });
+                };
+                return Ok((failed, None));
             }
         };
         if !verdict.allowed {
-            return Ok(AttemptOutcome::Dropped {
+            let dropped = AttemptOutcome::Dropped {
                 reason: describe(&verdict),
-            });
+            };
+            return Ok((dropped, None));
         }
         let message = self.copy_for(item);
         let now = chrono::Utc::now();
-        Ok(
-            match self
-                .upstream
-                .send(&item.return_path, &item.recipient, &message)
-                .await
-            {
-                Ok(()) => AttemptOutcome::Delivered,
-                Err(error) if error.is_transient() => self.retry_or_fail(item, &error, now),
-                Err(error) => AttemptOutcome::Failed {
+        let sent = self
+            .upstream
+            .send(&item.return_path, &item.recipient, &message)
+            .await;
+        Ok(match sent {
+            Ok(()) => (AttemptOutcome::Delivered, None),
+            Err(error) if error.is_transient() => (self.retry_or_fail(item, &error, now), None),
+            Err(error) => {
+                let refusal = match &error {
+                    UpstreamError::Refused { code, text } => Some((*code, text.clone())),
+                    _ => None,
+                };
+                let failed = AttemptOutcome::Failed {
                     error: error.to_string(),
-                },
-            },
-        )
+                };
+                (failed, refusal)
+            }
+        })
     }
 
     /// The recipient's copy: its List-Unsubscribe for promotional mail, then the queued bytes;

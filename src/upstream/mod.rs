@@ -114,7 +114,9 @@ impl Upstream for LettreUpstream {
             Err(error) => Err(match error.status() {
                 Some(code) => UpstreamError::Refused {
                     code: u16::from(code),
-                    text: error.to_string(),
+                    // The upstream's own words, without lettre's "permanent error (550): ".
+                    text: std::error::Error::source(&error)
+                        .map_or_else(|| error.to_string(), |s| s.to_string()),
                 },
                 None => UpstreamError::Unreachable(error.to_string()),
             }),
