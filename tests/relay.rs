@@ -1006,3 +1006,148 @@ async fn the_upstreams_refusal_is_recorded_as_a_bounce_and_a_deferral_is_retried
         upstream.shutdown().await;
     }
 }
+
+/// Two gateways on one store (as two instances share one PostgreSQL) deliver each mail once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_on_one_store_deliver_each_mail_exactly_once() {
+    for db in databases().await {
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let config = config(
+            &db,
+            upstream.local_addr().port(),
+            "upstream_connections = 4",
+        );
+        let first = Gateway::start(config.clone()).await.unwrap();
+        let second = Gateway::start(config.clone()).await.unwrap();
+        const MAILS: usize = 60;
+        let mut senders = Vec::new();
+        for (n, gateway) in [&first, &second].into_iter().enumerate() {
+            let relay = gateway.relay.local_addr();
+            senders.push(tokio::spawn(async move {
+                let mut c = Client::login(relay, "news", "s3cret").await;
+                for i in 0..MAILS / 2 {
+                    let to = format!("r{n}-{i}@example.net");
+                    let reply = c
+                        .send(
+                            "news@acme.example",
+                            &[&to],
+                            &newsletter(Some("news"), None, &to),
+                        )
+                        .await;
+                    assert!(reply.starts_with("250"), "{reply}");
+                }
+            }));
+        }
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        let received = wait_for(&recorder, MAILS).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let received_now = recorder.received();
+        let mut recipients: Vec<String> = received_now
+            .iter()
+            .map(|m| m.rcpt_to[0].address.clone())
+            .collect();
+        recipients.sort();
+        let before = recipients.len();
+        recipients.dedup();
+        assert_eq!(
+            (before, recipients.len()),
+            (MAILS, MAILS),
+            "{}: every mail once (first count {})",
+            db.backend,
+            received.len()
+        );
+        first.stop().await;
+        second.stop().await;
+        upstream.shutdown().await;
+    }
+}
+
+/// Real clients: lettre and swaks authenticate and relay.
+#[tokio::test]
+async fn lettre_and_swaks_relay_with_auth() {
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    for db in databases().await {
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let config = config(&db, upstream.local_addr().port(), "");
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let relay = gateway.relay.local_addr();
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(relay.port())
+            .credentials(Credentials::new("news".into(), "s3cret".into()))
+            .authentication(vec![Mechanism::Login])
+            .build();
+        let envelope = lettre::address::Envelope::new(
+            Some("news@acme.example".parse().unwrap()),
+            vec!["lettre@example.net".parse().unwrap()],
+        )
+        .unwrap();
+        transport
+            .send_raw(
+                &envelope,
+                newsletter(Some("news"), None, "lettre@example.net").as_bytes(),
+            )
+            .await
+            .unwrap();
+        let wrong = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(relay.port())
+            .credentials(Credentials::new("news".into(), "nope".into()))
+            .build();
+        assert!(
+            wrong
+                .send_raw(&envelope, b"Subject: x\r\n\r\nx\r\n")
+                .await
+                .is_err()
+        );
+
+        let swaks = ["/usr/bin/swaks", "/usr/local/bin/swaks"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let expected = match swaks {
+            Some(swaks) => {
+                let mail = newsletter(Some("news"), None, "swaks@example.net");
+                let file = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(file.path(), &mail).unwrap();
+                let port = relay.port().to_string();
+                let output = tokio::task::spawn_blocking({
+                    let swaks = swaks.to_string();
+                    let path = file.path().to_path_buf();
+                    move || {
+                        std::process::Command::new(swaks)
+                            .args(["--server", "127.0.0.1", "--port", &port, "--auth", "PLAIN"])
+                            .args(["--auth-user", "news", "--auth-password", "s3cret"])
+                            .args(["--from", "news@acme.example", "--to", "swaks@example.net"])
+                            .arg("--data")
+                            .arg(&path)
+                            .output()
+                            .unwrap()
+                    }
+                })
+                .await
+                .unwrap();
+                assert!(
+                    output.status.success(),
+                    "swaks: {}",
+                    String::from_utf8_lossy(&output.stdout)
+                );
+                2
+            }
+            None => {
+                assert!(std::env::var_os("CI").is_none(), "CI installs swaks");
+                eprintln!("skipping the swaks part: swaks is not installed");
+                1
+            }
+        };
+        let received = wait_for(&recorder, expected).await;
+        let mut to: Vec<&str> = received
+            .iter()
+            .map(|m| m.rcpt_to[0].address.as_str())
+            .collect();
+        to.sort();
+        assert!(to.contains(&"lettre@example.net"), "{to:?}");
+        gateway.stop().await;
+        upstream.shutdown().await;
+    }
+}
