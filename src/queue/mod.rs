@@ -28,10 +28,17 @@ use crate::verp;
 
 /// How long a worker holds what it claimed before another may take it.
 const LEASE: Duration = Duration::from_secs(300);
+/// How an attempt ended and the upstream's permanent refusal (code, words) if that is how;
+/// `None` when the store failed before it.
+type Attempt = Option<(AttemptOutcome, Option<(u16, String)>)>;
+
 /// How often an idle worker looks for due items without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 mod bounce;
+mod enqueue;
+
+pub use enqueue::Enqueuer;
 
 /// The delivery side of the relay.
 pub struct Delivery<U, B> {
@@ -91,12 +98,18 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
                     }
                     continue;
                 }
-                futures_util::stream::iter(claimed)
-                    .for_each_concurrent(parallel, |item| {
+                let attempts: Vec<(QueueItem, Attempt)> = futures_util::stream::iter(claimed)
+                    .map(|item| {
                         let delivery = delivery.clone();
-                        async move { delivery.attempt(item).await }
+                        async move {
+                            let attempt = delivery.attempt(&item).await;
+                            (item, attempt)
+                        }
                     })
+                    .buffer_unordered(parallel)
+                    .collect()
                     .await;
+                delivery.settle(attempts).await;
             }
         })
     }
@@ -120,49 +133,68 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
         }
     }
 
-    /// One attempt for one item, settled in the store.
-    async fn attempt(&self, item: QueueItem) {
-        let (outcome, refusal) = match self.attempt_outcome(&item).await {
-            Ok(outcome) => outcome,
+    /// One attempt for one item; `None` when the store failed before it (the lease runs out and
+    /// the item is tried again).
+    async fn attempt(&self, item: &QueueItem) -> Attempt {
+        match self.attempt_outcome(item).await {
+            Ok(outcome) => Some(outcome),
             Err(error) => {
                 tracing::warn!(%error, item = item.id, "store failure before an attempt; the lease runs out and it is tried again");
-                return;
+                None
             }
-        };
-        if let AttemptOutcome::Dropped { reason } = &outcome
-            && let Err(error) = self.record_drop(&item, reason).await
-        {
-            tracing::warn!(%error, item = item.id, "cannot record a dropped mail");
         }
-        match &outcome {
-            AttemptOutcome::Failed { error } => {
-                tracing::warn!(item = item.id, %error, "relayed mail failed for good");
-            }
-            AttemptOutcome::Retry { error, .. } => {
-                tracing::info!(item = item.id, %error, "relayed mail deferred");
-            }
-            _ => {}
+    }
+
+    /// Settles a batch of attempts in one transaction, then records what they cause: drops in
+    /// `blocked`, the upstream's refusals as bounces.
+    async fn settle(&self, attempts: Vec<(QueueItem, Attempt)>) {
+        let settled: Vec<(&QueueItem, AttemptOutcome)> = attempts
+            .iter()
+            .filter_map(|(item, attempt)| attempt.as_ref().map(|(o, _)| (item, o.clone())))
+            .collect();
+        if settled.is_empty() {
+            return;
         }
-        let settled = self
+        let result = self
             .service
             .store()
-            .settle(&item, &self.worker, &outcome, chrono::Utc::now())
+            .settle(&settled, &self.worker, chrono::Utc::now())
             .await;
-        if let Err(error) = settled {
-            tracing::warn!(%error, item = item.id, "cannot settle an attempt; the lease runs out and it is tried again");
+        if let Err(error) = result {
+            tracing::warn!(%error, items = settled.len(), "cannot settle attempts; their leases run out and they are tried again");
+            return;
         }
-        if let Some((code, text)) = refusal {
-            // As if the upstream had sent its bounce to the return path: same analysis,
-            // attribution and thresholds as one received on the MX.
-            let dsn = bounce::refusal_dsn(
-                &item,
-                code,
-                &text,
-                &self.config.relay_hostname(),
-                &self.config.relay.upstream,
-            );
-            if let Err(error) = self.bounces.data(dsn).await {
-                tracing::warn!(%error, item = item.id, "cannot record the upstream's refusal as a bounce");
+        for (item, attempt) in &attempts {
+            let Some((outcome, refusal)) = attempt else {
+                continue;
+            };
+            match outcome {
+                AttemptOutcome::Failed { error } => {
+                    tracing::warn!(item = item.id, %error, "relayed mail failed for good");
+                }
+                AttemptOutcome::Retry { error, .. } => {
+                    tracing::info!(item = item.id, %error, "relayed mail deferred");
+                }
+                AttemptOutcome::Dropped { reason } => {
+                    if let Err(error) = self.record_drop(item, reason).await {
+                        tracing::warn!(%error, item = item.id, "cannot record a dropped mail");
+                    }
+                }
+                AttemptOutcome::Delivered => {}
+            }
+            if let Some((code, text)) = refusal {
+                // As if the upstream had sent its bounce to the return path: same analysis,
+                // attribution and thresholds as one received on the MX.
+                let dsn = bounce::refusal_dsn(
+                    item,
+                    *code,
+                    text,
+                    &self.config.relay_hostname(),
+                    &self.config.relay.upstream,
+                );
+                if let Err(error) = self.bounces.data(dsn).await {
+                    tracing::warn!(%error, item = item.id, "cannot record the upstream's refusal as a bounce");
+                }
             }
         }
     }
@@ -276,13 +308,13 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
             return Ok(());
         };
         let block = NewBlocked {
-            recipient: &recipient,
-            company: &item.company,
-            brand: Some(item.brand.as_str()).filter(|b| !b.is_empty()),
+            recipient,
+            company: item.company.clone(),
+            brand: Some(item.brand.clone()).filter(|b| !b.is_empty()),
             class: item.class,
             reason: reason.to_string(),
-            message_id: Some(&item.message_id),
-            client: "queue",
+            message_id: Some(item.message_id.clone()),
+            client: "queue".into(),
             stage: BlockStage::Queue,
         };
         self.service

@@ -10,7 +10,8 @@ use crate::model::{Channel, MailClass, Reason, normalize_message_id};
 use crate::policy::{BlockReason, Verdict};
 use crate::service::{CheckRequest, SuppressionService};
 use crate::smtp::{MailFrom, MessageSink, RcptTo, ReceivedMessage, Reply, SessionInfo, SinkError};
-use crate::store::{BlockStage, Minted, NewBlocked, NewQueueItem, NewQueuedMessage};
+use crate::queue::Enqueuer;
+use crate::store::{BlockStage, Minted, Minter, NewBlocked, NewQueueItem, NewQueuedMessage};
 use crate::token::{TokenBinding, TokenKeys, TokenKind};
 use crate::verp;
 
@@ -22,7 +23,7 @@ pub struct RelaySink {
     config: Arc<Config>,
     clients: Arc<Clients>,
     service: SuppressionService,
-    keys: TokenKeys,
+    enqueuer: Enqueuer,
     /// Wakes the delivery workers when something was queued.
     queued: Arc<tokio::sync::Notify>,
 }
@@ -34,7 +35,8 @@ struct Audience {
 }
 
 impl RelaySink {
-    /// A sink deciding with `service`, minting with `keys`, waking `queued` after each commit.
+    /// A sink deciding with `service`, queueing through a group-commit writer that mints with
+    /// `keys`, waking `queued` after each commit.
     pub fn new(
         config: Arc<Config>,
         clients: Arc<Clients>,
@@ -42,11 +44,12 @@ impl RelaySink {
         keys: TokenKeys,
         queued: Arc<tokio::sync::Notify>,
     ) -> Self {
+        let enqueuer = Enqueuer::start(service.store().clone(), minter(keys, config.clone()));
         Self {
             config,
             clients,
             service,
-            keys,
+            enqueuer,
             queued,
         }
     }
@@ -204,13 +207,13 @@ impl MessageSink for RelaySink {
         }
         let reason = describe(&verdict);
         let block = NewBlocked {
-            recipient: &recipient,
-            company,
-            brand: audience.brand.as_deref(),
+            recipient,
+            company: company.clone(),
+            brand: audience.brand.clone(),
             class: audience.class,
             reason: reason.clone(),
             message_id: None,
-            client: &client.name(),
+            client: client.name(),
             stage: BlockStage::Rcpt,
         };
         self.service
@@ -249,67 +252,73 @@ impl MessageSink for RelaySink {
 
         let client_name = client.name();
         let mut items = Vec::new();
-        let mut blocks = Vec::new();
-        let mut first_reason = None;
+        let mut blocked = Vec::new();
         let recipients: Vec<EmailAddress> = message
             .recipients()
             .filter_map(|r| EmailAddress::parse(r).ok())
             .collect();
-        for recipient in &recipients {
-            let verdict = self
-                .decide(recipient.as_given(), company, &audience)
-                .await?;
+        for recipient in recipients {
+            let verdict = self.decide(recipient.as_given(), company, &audience).await?;
             if verdict.allowed {
                 items.push(NewQueueItem {
-                    recipient: recipient.clone(),
+                    recipient,
                     company: company.to_string(),
                     brand: audience.brand.clone(),
                     class: audience.class,
                 });
             } else {
-                let reason = describe(&verdict);
-                first_reason.get_or_insert_with(|| reason.clone());
-                blocks.push((recipient, reason));
+                blocked.push(NewBlocked {
+                    recipient,
+                    company: company.to_string(),
+                    brand: audience.brand.clone(),
+                    class: audience.class,
+                    reason: describe(&verdict),
+                    message_id: Some(message_id.clone()),
+                    client: client_name.clone(),
+                    stage: BlockStage::Data,
+                });
             }
         }
-        let blocked: Vec<NewBlocked<'_>> = blocks
-            .iter()
-            .map(|(recipient, reason)| NewBlocked {
-                recipient,
-                company,
-                brand: audience.brand.as_deref(),
-                class: audience.class,
-                reason: reason.clone(),
-                message_id: Some(&message_id),
-                client: &client_name,
-                stage: BlockStage::Data,
-            })
-            .collect();
         let now = chrono::Utc::now();
-        let store = self.service.store();
         if items.is_empty() {
-            store
+            self.service
+                .store()
                 .record_blocked(&blocked, now)
                 .await
                 .map_err(|e| SinkError::Temporary(e.to_string()))?;
-            let reason = first_reason.unwrap_or_else(|| "has no valid recipient".into());
+            let reason = blocked
+                .first()
+                .map_or_else(|| "has no valid recipient".into(), |b| b.reason.clone());
             return Err(refused(format!("recipient {reason}; not sent")));
         }
         let queued = NewQueuedMessage {
-            raw: &rewritten,
-            client: &client_name,
-            message_id: &message_id,
+            raw: rewritten,
+            client: client_name,
+            message_id,
             received_at: now,
+            items,
+            blocked,
         };
-        let inbound = &self.config.inbound;
-        let keys = &self.keys;
-        let mint = |send_id: i64, item: &NewQueueItem, hash: &str| {
+        self.enqueuer
+            .enqueue(queued)
+            .await
+            .map_err(SinkError::Temporary)?;
+        self.queued.notify_waiters();
+        Ok(())
+    }
+}
+
+/// Mints what each queued recipient carries: the signed return path, and for promotional mail
+/// the unsubscribe token of its brand (or company).
+pub fn minter(keys: TokenKeys, config: Arc<Config>) -> Arc<Minter> {
+    Arc::new(
+        move |send_id: i64, item: &NewQueueItem, hash: &str, message_id: &str, now| {
             let brand = item.brand.as_deref().unwrap_or("");
             let binding = TokenBinding {
                 recipient: hash,
                 company: &item.company,
                 brand,
-                message_id: &message_id,
+                message_id,
             };
             let bounce = keys.mint(TokenKind::Bounce, send_id, now, binding);
             let unsubscribe = (item.class == MailClass::Promotional).then(|| {
@@ -321,17 +330,11 @@ impl MessageSink for RelaySink {
                 keys.mint(kind, send_id, now, binding)
             });
             Minted {
-                return_path: verp::return_path(&bounce, inbound),
+                return_path: verp::return_path(&bounce, &config.inbound),
                 unsubscribe_token: unsubscribe,
             }
-        };
-        store
-            .enqueue(&queued, &items, &blocked, mint)
-            .await
-            .map_err(|e| SinkError::Temporary(e.to_string()))?;
-        self.queued.notify_waiters();
-        Ok(())
-    }
+        },
+    )
 }
 
 fn refused(text: String) -> SinkError {

@@ -31,7 +31,7 @@ pub use evidence_chain::{ChainFault, ChainFinding, ChainHead, ChainReport, Purge
 pub use inbound::{Escalation, InboundEvent, InboundOutcome, InboundRecord};
 pub use people::{ConsentOutcome, EraseOutcome, NewConsent};
 pub use queue::{
-    AttemptOutcome, BlockStage, BlockedRecord, Minted, NewBlocked, NewQueueItem, NewQueuedMessage,
+    AttemptOutcome, BlockStage, BlockedRecord, Minted, Minter, NewBlocked, NewQueueItem, NewQueuedMessage,
     QueueAction, QueueEntry, QueueItem, QueueSummary, QueueTarget,
 };
 pub use reviews::{HELD_UNSUBSCRIBE, ReviewDecision, ReviewOutcome};

@@ -15,14 +15,20 @@ use super::{Backend, Store, StoreError, rows};
 use crate::address::EmailAddress;
 use crate::model::{MailClass, Timestamp, format_time, normalize_message_id};
 
-/// A relayed message to queue.
+/// A relayed message to queue, with its recipients and the recipients it dropped.
 #[derive(Debug, Clone)]
-pub struct NewQueuedMessage<'a> {
-    pub raw: &'a [u8],
-    pub client: &'a str,
-    pub message_id: &'a str,
+pub struct NewQueuedMessage {
+    pub raw: Vec<u8>,
+    pub client: String,
+    pub message_id: String,
     pub received_at: Timestamp,
+    pub items: Vec<NewQueueItem>,
+    pub blocked: Vec<NewBlocked>,
 }
+
+/// Makes a recipient's return path and unsubscribe token from its send id, recipient hash,
+/// Message-ID and time, once its send record exists.
+pub type Minter = dyn Fn(i64, &NewQueueItem, &str, &str, Timestamp) -> Minted + Send + Sync;
 
 /// One recipient of it.
 #[derive(Debug, Clone)]
@@ -44,15 +50,15 @@ pub struct Minted {
 
 /// A recipient a suppression stopped.
 #[derive(Debug, Clone)]
-pub struct NewBlocked<'a> {
-    pub recipient: &'a EmailAddress,
-    pub company: &'a str,
-    pub brand: Option<&'a str>,
+pub struct NewBlocked {
+    pub recipient: EmailAddress,
+    pub company: String,
+    pub brand: Option<String>,
     pub class: MailClass,
     /// The blocking reasons with their scopes, as people read them.
     pub reason: String,
-    pub message_id: Option<&'a str>,
-    pub client: &'a str,
+    pub message_id: Option<String>,
+    pub client: String,
     pub stage: BlockStage,
 }
 
@@ -186,36 +192,49 @@ const ENTRY_COLUMNS: &str = "q.id, q.message, q.recipient, q.company, q.brand, q
      q.attempts, q.next_attempt_at, q.last_error, q.created_at, m.message_id, q.return_path";
 
 impl Store {
-    /// Queues a relayed message: its bytes, a send record and an item per recipient (`mint`
-    /// makes each one's return path and unsubscribe token from its send id), and the blocks
-    /// recorded at DATA; all in one transaction. Returns the item ids.
+    /// Queues relayed messages, all in one transaction (one sync for a batch): each one's bytes,
+    /// a send record and an item per recipient (`mint` makes each one's return path and
+    /// unsubscribe token from its send id), and the blocks recorded at DATA. Returns the item ids
+    /// of each message.
     ///
     /// # Errors
-    /// The database failed; nothing was queued.
+    /// The database failed; nothing of the batch was queued.
     pub async fn enqueue(
         &self,
-        message: &NewQueuedMessage<'_>,
-        items: &[NewQueueItem],
-        blocked: &[NewBlocked<'_>],
-        mut mint: impl FnMut(i64, &NewQueueItem, &str) -> Minted,
+        messages: &[NewQueuedMessage],
+        mint: &Minter,
+    ) -> Result<Vec<Vec<i64>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut all = Vec::with_capacity(messages.len());
+        for message in messages {
+            all.push(self.enqueue_in(&mut tx, message, mint).await?);
+        }
+        tx.commit().await?;
+        Ok(all)
+    }
+
+    async fn enqueue_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        message: &NewQueuedMessage,
+        mint: &Minter,
     ) -> Result<Vec<i64>, StoreError> {
         let now = format_time(&message.received_at);
-        let message_id = normalize_message_id(message.message_id);
-        let mut tx = self.begin_write().await?;
+        let message_id = normalize_message_id(&message.message_id);
         let row = sqlx::query(
             "INSERT INTO queue_messages (received_at, client, message_id, size, raw) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(&now)
-        .bind(message.client)
+        .bind(&message.client)
         .bind(message_id)
         .bind(i64::try_from(message.raw.len()).unwrap_or(i64::MAX))
-        .bind(message.raw.to_vec())
-        .fetch_one(&mut *tx)
+        .bind(message.raw.clone())
+        .fetch_one(&mut **tx)
         .await?;
         let stored = rows::int(&row, "id")?;
-        let mut ids = Vec::with_capacity(items.len());
-        for item in items {
+        let mut ids = Vec::with_capacity(message.items.len());
+        for item in &message.items {
             let hash = self.hash(&item.recipient);
             let brand = item.brand.as_deref().unwrap_or("");
             let row = sqlx::query(INSERT_SEND)
@@ -226,10 +245,10 @@ impl Store {
                 .bind(item.class.as_str())
                 .bind(message_id)
                 .bind(&now)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?;
             let send_id = rows::int(&row, "id")?;
-            let minted = mint(send_id, item, hash.as_str());
+            let minted = mint(send_id, item, hash.as_str(), message_id, message.received_at);
             let row = sqlx::query(
                 "INSERT INTO queue (message, recipient, recipient_hash, company, brand, class, send_id, \
                  return_path, unsubscribe_token, state, attempts, next_attempt_at, created_at, updated_at) \
@@ -245,14 +264,13 @@ impl Store {
             .bind(&minted.return_path)
             .bind(minted.unsubscribe_token.as_deref())
             .bind(&now)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
             ids.push(rows::int(&row, "id")?);
         }
-        for block in blocked {
-            insert_blocked(&mut tx, self, block, &now).await?;
+        for block in &message.blocked {
+            insert_blocked(tx, self, block, &now).await?;
         }
-        tx.commit().await?;
         Ok(ids)
     }
 
@@ -262,7 +280,7 @@ impl Store {
     /// The database failed.
     pub async fn record_blocked(
         &self,
-        blocked: &[NewBlocked<'_>],
+        blocked: &[NewBlocked],
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let now = format_time(&now);
@@ -361,49 +379,61 @@ impl Store {
         rows.iter().map(queue_item).collect()
     }
 
-    /// Records how an attempt ended; the message's bytes go once no recipient waits for them.
-    /// Only the worker holding the lease settles the item.
+    /// Records how attempts ended, in one transaction (one sync for a whole batch); a message's
+    /// bytes go once no recipient waits for them. Only the worker holding an item's lease settles
+    /// it. Returns how many were settled.
     ///
     /// # Errors
-    /// The database failed; the lease runs out and the item is tried again.
+    /// The database failed; the leases run out and the items are tried again.
     pub async fn settle(
         &self,
-        item: &QueueItem,
+        attempts: &[(&QueueItem, AttemptOutcome)],
         worker: &str,
-        outcome: &AttemptOutcome,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<usize, StoreError> {
         let at = format_time(&now);
         let mut tx = self.begin_write().await?;
-        let (state, next, error) = match outcome {
-            AttemptOutcome::Delivered => ("delivered", at.clone(), None),
-            AttemptOutcome::Retry { at: retry, error } => {
-                ("queued", format_time(retry), Some(error.as_str()))
+        let mut settled = 0;
+        let mut messages = Vec::new();
+        for (item, outcome) in attempts {
+            let (state, next, error) = match outcome {
+                AttemptOutcome::Delivered => ("delivered", at.clone(), None),
+                AttemptOutcome::Retry { at: retry, error } => {
+                    ("queued", format_time(retry), Some(error.as_str()))
+                }
+                AttemptOutcome::Failed { error } => ("failed", at.clone(), Some(error.as_str())),
+                AttemptOutcome::Dropped { reason } => {
+                    ("dropped", at.clone(), Some(reason.as_str()))
+                }
+            };
+            let counted = i64::from(!matches!(outcome, AttemptOutcome::Dropped { .. }));
+            let changed = sqlx::query(
+                "UPDATE queue SET state = $1, next_attempt_at = $2, last_error = $3, attempts = attempts + $4, \
+                 lease_until = NULL, leased_by = NULL, updated_at = $5 \
+                 WHERE id = $6 AND leased_by = $7 AND state = 'queued'",
+            )
+            .bind(state)
+            .bind(&next)
+            .bind(error)
+            .bind(counted)
+            .bind(&at)
+            .bind(item.id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                settled += 1;
+                if !messages.contains(&item.message) {
+                    messages.push(item.message);
+                }
             }
-            AttemptOutcome::Failed { error } => ("failed", at.clone(), Some(error.as_str())),
-            AttemptOutcome::Dropped { reason } => ("dropped", at.clone(), Some(reason.as_str())),
-        };
-        let counted = i64::from(!matches!(outcome, AttemptOutcome::Dropped { .. }));
-        let settled = sqlx::query(
-            "UPDATE queue SET state = $1, next_attempt_at = $2, last_error = $3, attempts = attempts + $4, \
-             lease_until = NULL, leased_by = NULL, updated_at = $5 \
-             WHERE id = $6 AND leased_by = $7 AND state = 'queued'",
-        )
-        .bind(state)
-        .bind(&next)
-        .bind(error)
-        .bind(counted)
-        .bind(&at)
-        .bind(item.id)
-        .bind(worker)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if settled > 0 {
-            release_bytes(&mut tx, item.message).await?;
+        }
+        for message in messages {
+            release_bytes(&mut tx, message).await?;
         }
         tx.commit().await?;
-        Ok(settled > 0)
+        Ok(settled)
     }
 
     /// Depth by state, the oldest waiting item and the ten latest failures.
@@ -552,7 +582,7 @@ async fn release_bytes(
 async fn insert_blocked(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     store: &Store,
-    block: &NewBlocked<'_>,
+    block: &NewBlocked,
     now: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -560,13 +590,13 @@ async fn insert_blocked(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(now)
-    .bind(store.hash(block.recipient).as_str())
-    .bind(block.company)
-    .bind(block.brand.unwrap_or(""))
+    .bind(store.hash(&block.recipient).as_str())
+    .bind(&block.company)
+    .bind(block.brand.as_deref().unwrap_or(""))
     .bind(block.class.as_str())
     .bind(&block.reason)
-    .bind(block.message_id.map(normalize_message_id))
-    .bind(block.client)
+    .bind(block.message_id.as_deref().map(normalize_message_id))
+    .bind(&block.client)
     .bind(block.stage.as_str())
     .execute(&mut **tx)
     .await?;
