@@ -10,8 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::address::EmailAddress;
@@ -34,6 +33,10 @@ type Attempt = Option<(AttemptOutcome, Option<(u16, String)>)>;
 
 /// How often an idle worker looks for due items without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How soon a claimer whose senders are all busy looks for room again.
+const FULL_POLL: Duration = Duration::from_millis(5);
+/// Most outcomes settled in one transaction.
+const SETTLE_BATCH: usize = 256;
 
 mod bounce;
 mod enqueue;
@@ -79,17 +82,64 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
         }
     }
 
-    /// Runs until `shutdown` turns true; the attempts under way finish first.
+    /// Runs until `shutdown` turns true; the attempts under way finish and are settled first.
+    ///
+    /// A pipeline keeps every upstream connection busy: a claimer leases due items into a short
+    /// channel whenever it has room, `upstream_connections` senders each take the next item and
+    /// attempt it, and a settler writes the outcomes that are waiting in one transaction.
     pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let delivery = Arc::new(self);
             let parallel = delivery.config.relay.upstream_connections.max(1);
+            let (to_send, items) = mpsc::channel::<QueueItem>(4 * parallel);
+            let items = Arc::new(tokio::sync::Mutex::new(items));
+            let (to_settle, mut outcomes) = mpsc::channel::<(QueueItem, Attempt)>(4 * parallel);
+            let mut senders = Vec::with_capacity(parallel);
+            for _ in 0..parallel {
+                let (delivery, items, to_settle) =
+                    (delivery.clone(), items.clone(), to_settle.clone());
+                senders.push(tokio::spawn(async move {
+                    loop {
+                        let next = items.lock().await.recv().await;
+                        let Some(item) = next else { break };
+                        let attempt = delivery.attempt(&item).await;
+                        if to_settle.send((item, attempt)).await.is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+            drop(to_settle);
+            let settler = {
+                let delivery = delivery.clone();
+                tokio::spawn(async move {
+                    while let Some(first) = outcomes.recv().await {
+                        let mut batch = vec![first];
+                        while batch.len() < SETTLE_BATCH {
+                            match outcomes.try_recv() {
+                                Ok(outcome) => batch.push(outcome),
+                                Err(_) => break,
+                            }
+                        }
+                        delivery.settle(batch).await;
+                    }
+                })
+            };
             loop {
                 if *shutdown.borrow() {
                     break;
                 }
                 let woken = delivery.queued.notified();
-                let claimed = delivery.claim(parallel).await;
+                // Claims are write transactions: take a good handful at a time, not one by one.
+                let room = to_send.capacity();
+                if room < parallel {
+                    tokio::select! {
+                        _ = tokio::time::sleep(FULL_POLL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                let claimed = delivery.claim(room).await;
                 if claimed.is_empty() {
                     tokio::select! {
                         _ = woken => {}
@@ -98,26 +148,24 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
                     }
                     continue;
                 }
-                let attempts: Vec<(QueueItem, Attempt)> = futures_util::stream::iter(claimed)
-                    .map(|item| {
-                        let delivery = delivery.clone();
-                        async move {
-                            let attempt = delivery.attempt(&item).await;
-                            (item, attempt)
-                        }
-                    })
-                    .buffer_unordered(parallel)
-                    .collect()
-                    .await;
-                delivery.settle(attempts).await;
+                for item in claimed {
+                    if to_send.send(item).await.is_err() {
+                        break;
+                    }
+                }
             }
+            drop(to_send);
+            for sender in senders {
+                let _ = sender.await;
+            }
+            let _ = settler.await;
         })
     }
 
     async fn claim(&self, limit: usize) -> Vec<QueueItem> {
         let now = chrono::Utc::now();
         let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-        let limit = i64::try_from(limit * 4).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         match self
             .service
             .store()

@@ -83,6 +83,8 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// The one connection writes go through on a SQLite file (see `open`).
+    write_pool: Option<AnyPool>,
     backend: Backend,
     secret: InstallationSecret,
     hasher: AddressHasher,
@@ -110,9 +112,7 @@ impl Store {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let (backend, url, sqlite_file) = prepare_url(url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .after_connect(move |conn, _| {
+        let options = AnyPoolOptions::new().after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the writer; FULL syncs every commit, so what
@@ -129,10 +129,26 @@ impl Store {
                     }
                     Ok(())
                 })
-            })
+            });
+        let pool = options
+            .clone()
+            .max_connections(max_connections.max(1))
             .connect(&url)
             .await
             .map_err(StoreError::Connect)?;
+        // On a SQLite file the writers of this process queue for one connection, first come
+        // first served, instead of in SQLite's busy handler, which sleeps in growing steps
+        // (1, 2, 5, 10 … 100 ms) whenever another writer holds the lock.
+        let write_pool = match &sqlite_file {
+            Some(_) => Some(
+                options
+                    .max_connections(1)
+                    .connect(&url)
+                    .await
+                    .map_err(StoreError::Connect)?,
+            ),
+            None => None,
+        };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -147,6 +163,7 @@ impl Store {
                 .map(|path| std::sync::Arc::new(sqlite_writer::SqliteWriter::new(&path))),
             hasher: secret.address_hasher(),
             pool,
+            write_pool,
             backend,
             secret,
         };
@@ -180,13 +197,19 @@ impl Store {
             writer.close();
         }
         self.pool.close().await;
+        if let Some(pool) = &self.write_pool {
+            pool.close().await;
+        }
     }
 
     /// A write transaction. SQLite takes the write lock at once, so two writers queue on the busy
     /// timeout instead of failing on a lock upgrade.
     async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => {
+                let pool = self.write_pool.as_ref().unwrap_or(&self.pool);
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            }
             Backend::Postgres => self.pool.begin().await?,
         })
     }
