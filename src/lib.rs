@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod inbound;
 pub mod log_limit;
+pub mod message;
 pub mod model;
 pub mod policy;
 pub mod queue;

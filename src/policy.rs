@@ -69,6 +69,28 @@ pub struct Verdict {
     pub blocking: Vec<Blocking>,
 }
 
+impl Verdict {
+    /// What blocks the recipient, as a sending platform logs it:
+    /// `unsubscribed (brand:acme/news)`, `bounced (global)`, `erased (data-protection request)`.
+    pub fn describe(&self) -> String {
+        let Some(first) = self.blocking.first() else {
+            return "blocked".into();
+        };
+        match first.reason {
+            BlockReason::Erased => "erased (data-protection request)".into(),
+            BlockReason::Suppressed(reason) => {
+                let word = match reason {
+                    Reason::Unsubscribe => "unsubscribed",
+                    Reason::Complaint => "complained",
+                    Reason::HardBounce | Reason::SoftBounce => "bounced",
+                    Reason::Manual => "blocked",
+                };
+                format!("{word} ({})", first.scope)
+            }
+        }
+    }
+}
+
 /// The decision rules, configured.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {

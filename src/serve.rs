@@ -11,7 +11,7 @@ use crate::analysis::{Analyzer, BounceRules};
 use crate::config::Config;
 use crate::inbound::InboundSink;
 use crate::queue::Delivery;
-use crate::relay::dkim::DkimSigners;
+use crate::queue::dkim::DkimSigners;
 use crate::relay::{Clients, RelaySink};
 use crate::service::SuppressionService;
 use crate::smtp::{ListenerConfig, ReplyTexts, ServerHandle, SmtpServer, load_tls};

@@ -86,7 +86,7 @@ fn enhanced_status(text: &str) -> Option<String> {
 
 /// The original's header block, for the report's third part.
 fn original_headers(raw: &[u8]) -> String {
-    let (header, _) = crate::relay::rewrite::split(raw);
+    let (header, _) = crate::message::split(raw);
     let mut text = String::from_utf8_lossy(header).into_owned();
     if !text.ends_with("\r\n") {
         text.push_str("\r\n");

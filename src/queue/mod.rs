@@ -16,14 +16,12 @@ use tokio::task::JoinHandle;
 use crate::address::EmailAddress;
 use crate::config::Config;
 use crate::model::{Channel, MailClass, Timestamp};
-use crate::relay::dkim::DkimSigners;
-use crate::relay::rewrite;
-use crate::relay::sink::describe;
 use crate::service::{CheckRequest, SuppressionService};
 use crate::smtp::MessageSink;
 use crate::store::{AttemptOutcome, BlockStage, NewBlocked, QueueItem, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
 use crate::verp;
+use dkim::DkimSigners;
 
 /// How long a worker holds what it claimed before another may take it.
 const LEASE: Duration = Duration::from_secs(300);
@@ -39,6 +37,8 @@ const FULL_POLL: Duration = Duration::from_millis(5);
 const SETTLE_BATCH: usize = 256;
 
 mod bounce;
+mod copy;
+pub mod dkim;
 mod enqueue;
 
 pub use enqueue::Enqueuer;
@@ -271,7 +271,7 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
         };
         if !verdict.allowed {
             let dropped = AttemptOutcome::Dropped {
-                reason: describe(&verdict),
+                reason: verdict.describe(),
             };
             return Ok((dropped, None));
         }
@@ -300,28 +300,18 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
     /// The recipient's copy: its List-Unsubscribe for promotional mail, then the queued bytes;
     /// signed when the From domain has a DKIM key.
     fn copy_for(&self, item: &QueueItem) -> Vec<u8> {
-        let mut message = Vec::with_capacity(item.raw.len() + 1024);
-        if item.class == MailClass::Promotional
-            && let Some(token) = &item.unsubscribe_token
-        {
-            let mailto = verp::unsubscribe_address(token, &self.config.inbound);
-            message.extend_from_slice(
-                rewrite::list_unsubscribe(&self.config.http.public_url, token, &mailto).as_bytes(),
-            );
-        }
-        message.extend_from_slice(&item.raw);
-        if self.dkim.is_empty() {
-            return message;
-        }
-        let signature = rewrite::from_domain(&message).and_then(|d| self.dkim.sign(&d, &message));
-        match signature {
-            Some(signature) => {
-                let mut signed = signature.into_bytes();
-                signed.extend_from_slice(&message);
-                signed
+        let list_unsubscribe = match (&item.unsubscribe_token, item.class) {
+            (Some(token), MailClass::Promotional) => {
+                let mailto = verp::unsubscribe_address(token, &self.config.inbound);
+                Some(copy::list_unsubscribe(
+                    &self.config.http.public_url,
+                    token,
+                    &mailto,
+                ))
             }
-            None => message,
-        }
+            _ => None,
+        };
+        copy::copy(list_unsubscribe, &item.raw, &self.dkim)
     }
 
     /// The next attempt on the schedule, or failure once the mail is older than the limit.

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use crate::address::EmailAddress;
 use crate::config::{Config, RelayClient};
-use crate::model::{Channel, MailClass, Reason, normalize_message_id};
-use crate::policy::{BlockReason, Verdict};
+use crate::model::{Channel, MailClass, normalize_message_id};
+use crate::policy::Verdict;
+use crate::queue::Enqueuer;
 use crate::service::{CheckRequest, SuppressionService};
 use crate::smtp::{MailFrom, MessageSink, RcptTo, ReceivedMessage, Reply, SessionInfo, SinkError};
-use crate::queue::Enqueuer;
 use crate::store::{BlockStage, Minted, Minter, NewBlocked, NewQueueItem, NewQueuedMessage};
 use crate::token::{TokenBinding, TokenKeys, TokenKind};
 use crate::verp;
@@ -205,7 +205,7 @@ impl MessageSink for RelaySink {
         if verdict.allowed {
             return Ok(());
         }
-        let reason = describe(&verdict);
+        let reason = verdict.describe();
         let block = NewBlocked {
             recipient,
             company: company.clone(),
@@ -258,7 +258,9 @@ impl MessageSink for RelaySink {
             .filter_map(|r| EmailAddress::parse(r).ok())
             .collect();
         for recipient in recipients {
-            let verdict = self.decide(recipient.as_given(), company, &audience).await?;
+            let verdict = self
+                .decide(recipient.as_given(), company, &audience)
+                .await?;
             if verdict.allowed {
                 items.push(NewQueueItem {
                     recipient,
@@ -272,7 +274,7 @@ impl MessageSink for RelaySink {
                     company: company.to_string(),
                     brand: audience.brand.clone(),
                     class: audience.class,
-                    reason: describe(&verdict),
+                    reason: verdict.describe(),
                     message_id: Some(message_id.clone()),
                     client: client_name.clone(),
                     stage: BlockStage::Data,
@@ -339,24 +341,4 @@ pub fn minter(keys: TokenKeys, config: Arc<Config>) -> Arc<Minter> {
 
 fn refused(text: String) -> SinkError {
     SinkError::Refused(text)
-}
-
-/// What blocks a recipient, as a sending platform logs it: `unsubscribed (brand:acme/news)`.
-pub fn describe(verdict: &Verdict) -> String {
-    let Some(first) = verdict.blocking.first() else {
-        return "blocked".into();
-    };
-    let scope = first.scope.to_string();
-    match first.reason {
-        BlockReason::Erased => "erased (data-protection request)".into(),
-        BlockReason::Suppressed(reason) => {
-            let word = match reason {
-                Reason::Unsubscribe => "unsubscribed",
-                Reason::Complaint => "complained",
-                Reason::HardBounce | Reason::SoftBounce => "bounced",
-                Reason::Manual => "blocked",
-            };
-            format!("{word} ({scope})")
-        }
-    }
 }

@@ -31,8 +31,8 @@ pub use evidence_chain::{ChainFault, ChainFinding, ChainHead, ChainReport, Purge
 pub use inbound::{Escalation, InboundEvent, InboundOutcome, InboundRecord};
 pub use people::{ConsentOutcome, EraseOutcome, NewConsent};
 pub use queue::{
-    AttemptOutcome, BlockStage, BlockedRecord, Minted, Minter, NewBlocked, NewQueueItem, NewQueuedMessage,
-    QueueAction, QueueEntry, QueueItem, QueueSummary, QueueTarget,
+    AttemptOutcome, BlockStage, BlockedRecord, Minted, Minter, NewBlocked, NewQueueItem,
+    NewQueuedMessage, QueueAction, QueueEntry, QueueItem, QueueSummary, QueueTarget,
 };
 pub use reviews::{HELD_UNSUBSCRIBE, ReviewDecision, ReviewOutcome};
 pub use sends::{NewSend, SendRecord};
@@ -113,23 +113,23 @@ impl Store {
 
         let (backend, url, sqlite_file) = prepare_url(url)?;
         let options = AnyPoolOptions::new().after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; FULL syncs every commit, so what
-                        // got a 250 survives a power cut, not only a crash. Keyed hashes land all
-                        // over the indexes: a larger page cache and mmap keep the hot pages in
-                        // memory instead of re-reading them through syscalls.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers run beside the writer; FULL syncs every commit, so what
+                    // got a 250 survives a power cut, not only a crash. Keyed hashes land all
+                    // over the indexes: a larger page cache and mmap keep the hot pages in
+                    // memory instead of re-reading them through syscalls.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
                              PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824; \
                              PRAGMA temp_store = MEMORY;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            });
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        });
         let pool = options
             .clone()
             .max_connections(max_connections.max(1))

@@ -248,7 +248,13 @@ impl Store {
                 .fetch_one(&mut **tx)
                 .await?;
             let send_id = rows::int(&row, "id")?;
-            let minted = mint(send_id, item, hash.as_str(), message_id, message.received_at);
+            let minted = mint(
+                send_id,
+                item,
+                hash.as_str(),
+                message_id,
+                message.received_at,
+            );
             let row = sqlx::query(
                 "INSERT INTO queue (message, recipient, recipient_hash, company, brand, class, send_id, \
                  return_path, unsubscribe_token, state, attempts, next_attempt_at, created_at, updated_at) \

@@ -102,9 +102,8 @@ impl LettreUpstream {
         let unreachable = |e: &dyn std::fmt::Display| {
             UpstreamError::Unreachable(format!("{}:{}: {e}", self.host, self.port))
         };
-        let tls = || {
-            TlsParameters::new(self.host.clone()).map_err(|e| unreachable(&format!("TLS: {e}")))
-        };
+        let tls =
+            || TlsParameters::new(self.host.clone()).map_err(|e| unreachable(&format!("TLS: {e}")));
         let mut connection = match self.tls {
             // Implicit TLS (port 465): lettre opens the socket itself.
             UpstreamTls::Tls => AsyncSmtpConnection::connect_tokio1(
@@ -153,8 +152,7 @@ fn refusal(error: &lettre::transport::smtp::Error) -> Option<UpstreamError> {
     error.status().map(|code| UpstreamError::Refused {
         code: u16::from(code),
         // The upstream's own words, without lettre's "permanent error (550): ".
-        text: std::error::Error::source(error)
-            .map_or_else(|| error.to_string(), |s| s.to_string()),
+        text: std::error::Error::source(error).map_or_else(|| error.to_string(), |s| s.to_string()),
     })
 }
 
@@ -190,8 +188,10 @@ impl Upstream for LettreUpstream {
         }
         match result {
             Ok(_) => Ok(()),
-            Err(error) => Err(refusal(&error)
-                .unwrap_or_else(|| UpstreamError::Unreachable(error.to_string()))),
+            Err(error) => {
+                Err(refusal(&error)
+                    .unwrap_or_else(|| UpstreamError::Unreachable(error.to_string())))
+            }
         }
     }
 }
