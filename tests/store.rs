@@ -514,3 +514,69 @@ async fn send_records_match_message_ids_with_or_without_brackets() {
         }
     }
 }
+
+/// A lease that ran out puts the item back for another worker, and the first worker can no
+/// longer settle it: nothing is lost, nothing is settled twice.
+#[tokio::test]
+async fn an_expired_lease_puts_the_item_back_and_only_its_holder_settles() {
+    use bouncegate::address::EmailAddress;
+    use bouncegate::store::{AttemptOutcome, Minted, NewQueueItem, NewQueuedMessage};
+    for db in databases().await {
+        let service = service(&db).await;
+        let store = service.store();
+        let now = chrono::Utc::now();
+        let message = NewQueuedMessage {
+            raw: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+            client: "test".into(),
+            message_id: "<lease@acme.example>".into(),
+            received_at: now,
+            items: vec![NewQueueItem {
+                recipient: EmailAddress::parse("lease@example.net").unwrap(),
+                company: "acme".into(),
+                brand: Some("news".into()),
+                class: MailClass::Promotional,
+            }],
+            blocked: Vec::new(),
+        };
+        let mint = |_: i64, _: &NewQueueItem, _: &str, _: &str, _| Minted {
+            return_path: "b+x@bounces.example.org".into(),
+            unsubscribe_token: None,
+        };
+        store
+            .enqueue(std::slice::from_ref(&message), &mint)
+            .await
+            .unwrap();
+        let short = now + chrono::Duration::milliseconds(1);
+        let first = store.claim_due("one", 10, now, short).await.unwrap();
+        assert_eq!(first.len(), 1, "{}", db.backend);
+        assert_eq!(first[0].raw, message.raw);
+        let during = store
+            .claim_due("two", 10, now, now + chrono::Duration::minutes(5))
+            .await
+            .unwrap();
+        assert!(during.is_empty(), "{}: leased, not claimable", db.backend);
+        let later = now + chrono::Duration::seconds(1);
+        let second = store
+            .claim_due("two", 10, later, later + chrono::Duration::minutes(5))
+            .await
+            .unwrap();
+        assert_eq!(second.len(), 1, "{}: the lease ran out", db.backend);
+        let late = store
+            .settle(&[(&first[0], AttemptOutcome::Delivered)], "one", later)
+            .await
+            .unwrap();
+        assert_eq!(late, 0, "{}: the old holder settles nothing", db.backend);
+        let settled = store
+            .settle(&[(&second[0], AttemptOutcome::Delivered)], "two", later)
+            .await
+            .unwrap();
+        assert_eq!(settled, 1);
+        let summary = store.queue_summary().await.unwrap();
+        assert_eq!(
+            (summary.delivered, summary.queued),
+            (1, 0),
+            "{}",
+            db.backend
+        );
+    }
+}
