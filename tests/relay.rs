@@ -1151,3 +1151,32 @@ async fn lettre_and_swaks_relay_with_auth() {
         upstream.shutdown().await;
     }
 }
+
+/// A store that fails answers 451 and queues nothing half.
+#[tokio::test]
+async fn a_store_failure_is_a_451_and_nothing_is_half_queued() {
+    for db in databases().await {
+        let (upstream, recorder) = upstream_on("127.0.0.1:0".parse().unwrap()).await;
+        let config = config(&db, upstream.local_addr().port(), "");
+        let gateway = Gateway::start(config.clone()).await.unwrap();
+        let mut c = Client::login(gateway.relay.local_addr(), "news", "s3cret").await;
+        gateway.store.close().await;
+        let reply = c
+            .send(
+                "news@acme.example",
+                &["late@example.net"],
+                &newsletter(Some("news"), None, "x"),
+            )
+            .await;
+        assert!(reply.starts_with("451 4.3.0"), "{}: {reply}", db.backend);
+        gateway.stop().await;
+        let store = bouncegate::store::Store::open(&db.url, 2).await.unwrap();
+        let summary = store.queue_summary().await.unwrap();
+        assert_eq!(summary.queued + summary.delivered, 0, "{}", db.backend);
+        let sends = store.sends_of_message("x").await.unwrap();
+        assert!(sends.is_empty());
+        store.close().await;
+        assert!(recorder.received().is_empty());
+        upstream.shutdown().await;
+    }
+}
