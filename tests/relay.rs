@@ -224,6 +224,22 @@ async fn suppress(
         .unwrap();
 }
 
+/// The verdict on promotional mail from `company` (and `brand`) to `address`.
+async fn promotional(
+    service: &SuppressionService,
+    address: &str,
+    company: &str,
+    brand: Option<&str>,
+) -> bouncegate::policy::Verdict {
+    let request = CheckRequest {
+        company,
+        brand,
+        class: MailClass::Promotional,
+        channel: Channel::Email,
+    };
+    service.check(address, request).await.unwrap()
+}
+
 /// Waits until the upstream has `n` messages.
 async fn wait_for(recorder: &Recorder, n: usize) -> Vec<ReceivedMessage> {
     for _ in 0..200 {
@@ -647,18 +663,7 @@ async fn queued_mail_waits_for_the_upstream_honours_late_opt_outs_and_survives_a
                 .unwrap()
                 .contains("unsubscribed (brand:acme/news)")
         );
-        let check = service
-            .check(
-                "waits@example.net",
-                CheckRequest {
-                    company: "acme",
-                    brand: Some("news"),
-                    class: MailClass::Promotional,
-                    channel: Channel::Email,
-                },
-            )
-            .await
-            .unwrap();
+        let check = promotional(&service, "waits@example.net", "acme", Some("news")).await;
         assert!(check.allowed);
         gateway.stop().await;
         upstream.shutdown().await;
@@ -703,31 +708,18 @@ async fn a_bounce_to_the_verp_address_suppresses_its_recipient() {
                 .await;
             assert!(reply.starts_with("250"), "{rcpt}: {reply}");
         }
-        let promotional = |address: &'static str| {
-            let service = &service;
-            async move {
-                service
-                    .check(
-                        address,
-                        CheckRequest {
-                            company: "acme",
-                            brand: Some("news"),
-                            class: MailClass::Promotional,
-                            channel: Channel::Email,
-                        },
-                    )
-                    .await
-                    .unwrap()
-                    .allowed
-            }
+        let allowed = async |address: &str| {
+            promotional(&service, address, "acme", Some("news"))
+                .await
+                .allowed
         };
         assert!(
-            !promotional("dead@example.net").await,
+            !allowed("dead@example.net").await,
             "{}: the VERP bounce suppresses",
             db.backend
         );
         assert!(
-            promotional("victim@example.net").await,
+            allowed("victim@example.net").await,
             "{}: the forged one does not",
             db.backend
         );
@@ -964,18 +956,7 @@ async fn the_upstreams_refusal_is_recorded_as_a_bounce_and_a_deferral_is_retried
         // The refusal is a hard bounce of that recipient, verified by its own return path.
         let mut blocked = false;
         for _ in 0..100 {
-            let verdict = service
-                .check(
-                    "nosuchuser@example.net",
-                    CheckRequest {
-                        company: "globex",
-                        brand: None,
-                        class: MailClass::Promotional,
-                        channel: Channel::Email,
-                    },
-                )
-                .await
-                .unwrap();
+            let verdict = promotional(&service, "nosuchuser@example.net", "globex", None).await;
             if !verdict.allowed {
                 assert_eq!(
                     verdict.blocking[0].reason.as_str(),
