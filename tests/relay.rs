@@ -373,6 +373,10 @@ async fn promotional_mail_to_the_unsubscribed_stops_and_service_mail_goes_throug
             );
             assert_eq!(message.rcpt_to.len(), 1, "one transaction per recipient");
             assert!(
+                body.starts_with("Received: from sender.test ([127.0.0.1])\r\n\tby bounces.example.org (bouncegate) with ESMTPA;"),
+                "a trace line: {body}"
+            );
+            assert!(
                 !body.contains("X-Bouncegate"),
                 "control headers removed: {body}"
             );

@@ -248,7 +248,13 @@ impl MessageSink for RelaySink {
         let date = rewrite::find(&fields, "Date")
             .is_none()
             .then(|| chrono::Utc::now().to_rfc2822());
-        let rewritten = rewrite::rewrite(&fields, body, new_id.as_deref(), date.as_deref());
+        let mut rewritten = received_header(&message.session, &self.config.relay_hostname());
+        rewritten.extend(rewrite::rewrite(
+            &fields,
+            body,
+            new_id.as_deref(),
+            date.as_deref(),
+        ));
 
         let client_name = client.name();
         let mut items = Vec::new();
@@ -308,6 +314,28 @@ impl MessageSink for RelaySink {
         self.queued.notify_waiters();
         Ok(())
     }
+}
+
+/// The trace line a relay adds (RFC 5321 §4.4): who handed the mail over, and how.
+fn received_header(session: &SessionInfo, hostname: &str) -> Vec<u8> {
+    let protocol = match (session.tls, session.identity.is_some()) {
+        (true, true) => "ESMTPSA",
+        (true, false) => "ESMTPS",
+        (false, true) => "ESMTPA",
+        (false, false) => "ESMTP",
+    };
+    let helo: String = session
+        .helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    format!(
+        "Received: from {helo} ([{}])\r\n\tby {hostname} (bouncegate) with {protocol};\r\n\t{}\r\n",
+        session.peer,
+        chrono::Utc::now().to_rfc2822()
+    )
+    .into_bytes()
 }
 
 /// Mints what each queued recipient carries: the signed return path, and for promotional mail
