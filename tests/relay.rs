@@ -1165,3 +1165,96 @@ async fn a_store_failure_is_a_451_and_nothing_is_half_queued() {
         upstream.shutdown().await;
     }
 }
+
+/// An upstream that wants AUTH: `relay` / `upw`.
+struct UpstreamLogin;
+
+impl bouncegate::smtp::Authenticator for UpstreamLogin {
+    async fn authenticate(
+        &self,
+        _: std::net::IpAddr,
+        user: &str,
+        password: &str,
+    ) -> bouncegate::smtp::AuthOutcome {
+        if (user, password) == ("relay", "upw") {
+            bouncegate::smtp::AuthOutcome::Accepted(user.into())
+        } else {
+            bouncegate::smtp::AuthOutcome::Rejected
+        }
+    }
+}
+
+/// Takes mail only from an authenticated client.
+#[derive(Default)]
+struct AuthenticatedRecorder(Recorder);
+
+impl MessageSink for AuthenticatedRecorder {
+    async fn mail(&self, session: &SessionInfo, _: &MailFrom) -> Result<(), SinkError> {
+        match session.identity {
+            Some(_) => Ok(()),
+            None => Err(SinkError::Reply(bouncegate::smtp::Reply::AUTH_REQUIRED)),
+        }
+    }
+
+    async fn rcpt(&self, s: &SessionInfo, f: &MailFrom, t: &RcptTo) -> Result<(), SinkError> {
+        self.0.rcpt(s, f, t).await
+    }
+
+    async fn data(&self, message: ReceivedMessage) -> Result<(), SinkError> {
+        self.0.data(message).await
+    }
+}
+
+/// The relay logs in to an upstream that wants AUTH; wrong credentials of its own make mail
+/// wait, never bounce.
+#[tokio::test]
+async fn the_relay_authenticates_to_its_upstream_and_a_refused_login_bounces_nobody() {
+    for db in databases().await {
+        let recorder = Arc::new(AuthenticatedRecorder::default());
+        let server = SmtpServer::bind_with_auth(
+            ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "upstream.test"),
+            recorder.clone(),
+            Some(Arc::new(UpstreamLogin)),
+        )
+        .await
+        .unwrap();
+        let upstream = server.spawn();
+        let port = upstream.local_addr().port();
+        for (password, delivered) in [("upw", true), ("wrong", false)] {
+            let config = config(
+                &db,
+                port,
+                &format!("upstream_user = \"relay\"\nupstream_password = \"{password}\""),
+            );
+            let gateway = Gateway::start(config.clone()).await.unwrap();
+            let service = SuppressionService::new(gateway.store.clone(), config.clone());
+            let to = format!("{password}@example.net");
+            let mut c = Client::login(gateway.relay.local_addr(), "news", "s3cret").await;
+            let reply = c
+                .send(
+                    "news@acme.example",
+                    &[&to],
+                    &newsletter(Some("news"), None, &to),
+                )
+                .await;
+            assert!(reply.starts_with("250"), "{reply}");
+            if delivered {
+                wait_for(&recorder.0, 1).await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                let summary = gateway.store.queue_summary().await.unwrap();
+                assert_eq!(
+                    (summary.queued, summary.failed),
+                    (1, 0),
+                    "{}: waits",
+                    db.backend
+                );
+                let verdict = promotional(&service, &to, "acme", Some("news")).await;
+                assert!(verdict.allowed, "{}: nobody bounced", db.backend);
+                assert_eq!(recorder.0.received().len(), 1);
+            }
+            gateway.stop().await;
+        }
+        upstream.shutdown().await;
+    }
+}

@@ -138,10 +138,12 @@ impl LettreUpstream {
             }
         };
         if let Some(credentials) = &self.credentials {
+            // Refused credentials are this side's misconfiguration, never a verdict on a
+            // recipient: the mail waits (and is retried) instead of bouncing.
             connection
                 .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
-                .map_err(|e| refusal(&e).unwrap_or_else(|| unreachable(&e)))?;
+                .map_err(|e| unreachable(&format!("the upstream refused our AUTH: {e}")))?;
         }
         Ok(connection)
     }
