@@ -97,6 +97,7 @@ impl Gateway {
             service,
             Arc::new(upstream),
             bounces,
+            Arc::new(load_analyzer(&config)?),
             config.clone(),
             queued,
             dkim,

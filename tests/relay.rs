@@ -36,6 +36,12 @@ impl MessageSink for Recorder {
                 "<nosuchuser@example.net>: Recipient address rejected: User unknown in virtual mailbox table",
             )));
         }
+        if to.address.starts_with("relaydenied@") {
+            return Err(SinkError::Reply(
+                bouncegate::smtp::Reply::REFUSED
+                    .with_text("<relaydenied@example.net>: Relay access denied"),
+            ));
+        }
         if to.address.starts_with("greylisted@") {
             return Err(SinkError::Reply(
                 bouncegate::smtp::Reply::STORE_FAILED.with_text("Greylisted, try again later"),
@@ -927,6 +933,7 @@ async fn the_upstreams_refusal_is_recorded_as_a_bounce_and_a_deferral_is_retried
             "nosuchuser@example.net",
             "greylisted@example.net",
             "fine@example.net",
+            "relaydenied@example.net",
         ] {
             let reply = c
                 .send(
@@ -940,7 +947,7 @@ async fn the_upstreams_refusal_is_recorded_as_a_bounce_and_a_deferral_is_retried
         wait_for(&recorder, 1).await;
         let mut summary = gateway.store.queue_summary().await.unwrap();
         for _ in 0..100 {
-            if summary.failed == 1 && summary.delivered == 1 {
+            if summary.failed == 2 && summary.delivered == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -948,14 +955,18 @@ async fn the_upstreams_refusal_is_recorded_as_a_bounce_and_a_deferral_is_retried
         }
         assert_eq!(
             (summary.delivered, summary.failed, summary.queued),
-            (1, 1, 1),
+            (1, 2, 1),
             "{}: {summary:?}",
             db.backend
         );
-        let failure = &summary.recent_failures[0];
         assert!(
-            failure.last_error.as_deref().unwrap().starts_with("550"),
-            "{failure:?}"
+            summary.recent_failures.iter().all(|f| f
+                .last_error
+                .as_deref()
+                .unwrap()
+                .starts_with("550")),
+            "{:?}",
+            summary.recent_failures
         );
         // The refusal is a hard bounce of that recipient, verified by its own return path.
         let mut blocked = false;
@@ -982,6 +993,25 @@ async fn the_upstreams_refusal_is_recorded_as_a_bounce_and_a_deferral_is_retried
         assert!(
             String::from_utf8_lossy(&evidence.raw)
                 .contains("User unknown in virtual mailbox table")
+        );
+        // A refusal about this side (relaying denied) fails the mail but bounces nobody.
+        let relay_denied = promotional(&service, "relaydenied@example.net", "globex", None).await;
+        assert!(relay_denied.allowed, "{}: {relay_denied:?}", db.backend);
+        let store = gateway.store.clone();
+        let denied = bouncegate::address::EmailAddress::parse("relaydenied@example.net").unwrap();
+        let events = store.events_of(&store.hash(&denied)).await.unwrap();
+        assert!(
+            events.is_empty(),
+            "{}: no bounce event: {events:?}",
+            db.backend
+        );
+        let dead = bouncegate::address::EmailAddress::parse("nosuchuser@example.net").unwrap();
+        assert!(
+            !store
+                .events_of(&store.hash(&dead))
+                .await
+                .unwrap()
+                .is_empty()
         );
         // The 4xx waits for its retry.
         let waiting = gateway.store.queue_entry(2).await.unwrap().unwrap();

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::address::EmailAddress;
+use crate::analysis::{Analyzer, BounceClass};
 use crate::config::Config;
 use crate::model::{Channel, MailClass, Timestamp};
 use crate::service::{CheckRequest, SuppressionService};
@@ -49,6 +50,8 @@ pub struct Delivery<U, B> {
     upstream: Arc<U>,
     /// Where a permanent refusal goes as a bounce (the inbound sink).
     bounces: Arc<B>,
+    /// Reads a refusal before it goes there: only a verdict on the recipient is a bounce.
+    analyzer: Arc<Analyzer>,
     config: Arc<Config>,
     queued: Arc<Notify>,
     dkim: Arc<DkimSigners>,
@@ -56,12 +59,15 @@ pub struct Delivery<U, B> {
 }
 
 impl<U: Upstream, B: MessageSink> Delivery<U, B> {
-    /// Delivers with `upstream`, signing with `dkim`; a permanent refusal is handed to
-    /// `bounces` as a DSN; `queued` wakes it when the relay queued something.
+    /// Delivers with `upstream`, signing with `dkim`; a permanent refusal that `analyzer` reads
+    /// as a verdict on the recipient is handed to `bounces` as a DSN; `queued` wakes it when the
+    /// relay queued something.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         service: SuppressionService,
         upstream: Arc<U>,
         bounces: Arc<B>,
+        analyzer: Arc<Analyzer>,
         config: Arc<Config>,
         queued: Arc<Notify>,
         dkim: Arc<DkimSigners>,
@@ -70,6 +76,7 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
             service,
             upstream,
             bounces,
+            analyzer,
             config,
             queued,
             dkim,
@@ -240,6 +247,18 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
                     &self.config.relay_hostname(),
                     &self.config.relay.upstream,
                 );
+                // The upstream is the gateway's own next hop: a refusal that is not about the
+                // mailbox (relaying denied, our sender or IP blocked, policy) is about this side,
+                // and would otherwise count against every recipient of a misconfigured setup.
+                let report = self.analyzer.analyze(&dsn.data);
+                let about_the_mailbox = report
+                    .recipients
+                    .iter()
+                    .any(|r| r.class == BounceClass::Hard);
+                if !about_the_mailbox {
+                    tracing::warn!(item = item.id, code, %text, "the upstream refused a mail for a reason not about the mailbox; recorded as failed, not as a bounce: check the upstream");
+                    continue;
+                }
                 if let Err(error) = self.bounces.data(dsn).await {
                     tracing::warn!(%error, item = item.id, "cannot record the upstream's refusal as a bounce");
                 }
