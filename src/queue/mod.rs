@@ -30,6 +30,10 @@ const LEASE: Duration = Duration::from_secs(300);
 /// `None` when the store failed before it.
 type Attempt = Option<(AttemptOutcome, Option<(u16, String)>)>;
 
+/// Soft reasons that still speak of the recipient's mailbox, not of the sending side: an
+/// upstream's refusal for one of them counts as a (soft) bounce.
+const MAILBOX_REASONS: [&str; 3] = ["mailboxfull", "suspend", "exceedlimit"];
+
 /// How often an idle worker looks for due items without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How soon a claimer whose senders are all busy looks for room again.
@@ -251,10 +255,10 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
                 // mailbox (relaying denied, our sender or IP blocked, policy) is about this side,
                 // and would otherwise count against every recipient of a misconfigured setup.
                 let report = self.analyzer.analyze(&dsn.data);
-                let about_the_mailbox = report
-                    .recipients
-                    .iter()
-                    .any(|r| r.class == BounceClass::Hard);
+                let about_the_mailbox = report.recipients.iter().any(|r| {
+                    r.class == BounceClass::Hard
+                        || MAILBOX_REASONS.contains(&r.reason.as_str())
+                });
                 if !about_the_mailbox {
                     tracing::warn!(item = item.id, code, %text, "the upstream refused a mail for a reason not about the mailbox; recorded as failed, not as a bounce: check the upstream");
                     continue;
