@@ -256,8 +256,7 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
                 // and would otherwise count against every recipient of a misconfigured setup.
                 let report = self.analyzer.analyze(&dsn.data);
                 let about_the_mailbox = report.recipients.iter().any(|r| {
-                    r.class == BounceClass::Hard
-                        || MAILBOX_REASONS.contains(&r.reason.as_str())
+                    r.class == BounceClass::Hard || MAILBOX_REASONS.contains(&r.reason.as_str())
                 });
                 if !about_the_mailbox {
                     tracing::warn!(item = item.id, code, %text, "the upstream refused a mail for a reason not about the mailbox; recorded as failed, not as a bounce: check the upstream");
