@@ -45,12 +45,31 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database: DatabaseConfig,
+    pub erasure: ErasureConfig,
     pub inbound: InboundConfig,
     pub relay: RelayConfig,
     pub http: HttpConfig,
     pub policy: PolicyConfig,
     pub analysis: AnalysisConfig,
     pub companies: Vec<CompanyConfig>,
+}
+
+/// `[erasure]`: what a data-protection erasure keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErasureConfig {
+    /// Keep the evidence of a standing opt-out (the original unsubscribe mail or complaint): it is
+    /// the proof that the block is lawful (GDPR Art. 17(3)(e)). `false`: it goes too, and the
+    /// suppression keeps only its hash, reason and dates.
+    pub keep_opt_out_evidence: bool,
+}
+
+impl Default for ErasureConfig {
+    fn default() -> Self {
+        Self {
+            keep_opt_out_evidence: true,
+        }
+    }
 }
 
 /// `[analysis]`: the bounce analyser.

@@ -424,9 +424,17 @@ impl SuppressionService {
     ///
     /// # Errors
     /// Invalid address, store failure.
-    pub async fn erase(&self, address: &str) -> Result<EraseOutcome, ServiceError> {
+    pub async fn erase(&self, address: &str, actor: &str) -> Result<EraseOutcome, ServiceError> {
         let address = Self::parse_address(address)?;
-        Ok(self.store.erase(&address, chrono::Utc::now()).await?)
+        Ok(self
+            .store
+            .erase(
+                &address,
+                self.config.erasure.keep_opt_out_evidence,
+                actor,
+                chrono::Utc::now(),
+            )
+            .await?)
     }
 
     /// Plain unsubscribe mails held for review (unauthenticated, past the per-IP limit).

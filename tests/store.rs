@@ -235,7 +235,7 @@ async fn erasure_removes_the_plain_text_and_keeps_the_block() {
             .unwrap();
         let address = bouncegate::address::EmailAddress::parse("erase.me@example.org").unwrap();
         assert!(service.store().plain_text_rows(&address).await.unwrap() > 0);
-        service.erase("Erase.Me@example.org").await.unwrap();
+        service.erase("Erase.Me@example.org", "test").await.unwrap();
         assert_eq!(
             service.store().plain_text_rows(&address).await.unwrap(),
             0,

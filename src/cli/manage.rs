@@ -203,16 +203,17 @@ pub struct EraseArgs {
 }
 
 pub async fn erase(service: &SuppressionService, args: EraseArgs) -> anyhow::Result<u8> {
-    let outcome = service.erase(&args.address).await?;
+    let outcome = service.erase(&args.address, &actor()).await?;
     if args.json {
         print_json(
-            &json!({"erased": true, "already_erased": outcome.already_erased, "rows_cleared": outcome.rows_cleared}),
+            &json!({"erased": true, "already_erased": outcome.already_erased, "rows_cleared": outcome.rows_cleared, "evidence_purged": outcome.evidence_purged}),
         )?;
     } else {
         println!(
-            "erased {}: plain text removed from {} rows; the keyed hash keeps it blocked where it was (status D){}",
+            "erased {}: plain text removed from {} rows, {} raw mails naming it removed; the keyed hash keeps it blocked where it was (status D){}",
             args.address.trim(),
             outcome.rows_cleared,
+            outcome.evidence_purged,
             if outcome.already_erased {
                 "; it had been erased before"
             } else {

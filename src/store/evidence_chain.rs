@@ -242,35 +242,49 @@ impl Store {
                 outcome.kept_as_proof += 1;
                 continue;
             }
-            let tombstoned = sqlx::query(
-                "INSERT INTO evidence_tombstones (evidence_id, purged_at, reason) \
-                 SELECT c.evidence_id, $2, $3 FROM evidence_chain c JOIN evidence e ON e.id = c.evidence_id \
-                 WHERE c.evidence_id = $1",
-            )
-            .bind(id)
-            .bind(format_time(&now))
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if tombstoned == 0 {
-                continue;
+            if purge_one(&mut tx, id, reason, now).await? {
+                outcome.purged += 1;
             }
-            for unlink in [
-                "UPDATE events SET evidence_id = NULL WHERE evidence_id = $1",
-                "UPDATE suppressions SET evidence_id = NULL WHERE evidence_id = $1",
-            ] {
-                sqlx::query(unlink).bind(id).execute(&mut *tx).await?;
-            }
-            sqlx::query("DELETE FROM evidence WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            outcome.purged += 1;
         }
         tx.commit().await?;
         Ok(outcome)
     }
+}
+
+/// Removes one evidence row the way the chain allows, inside a caller's transaction: a tombstone
+/// first (the link stays), then the row, with the events and suppressions that named it
+/// pointing nowhere. `false` when there is no sealed row with that id.
+pub(super) async fn purge_one(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: i64,
+    reason: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let tombstoned = sqlx::query(
+        "INSERT INTO evidence_tombstones (evidence_id, purged_at, reason) \
+         SELECT c.evidence_id, $2, $3 FROM evidence_chain c JOIN evidence e ON e.id = c.evidence_id \
+         WHERE c.evidence_id = $1",
+    )
+    .bind(id)
+    .bind(format_time(&now))
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if tombstoned == 0 {
+        return Ok(false);
+    }
+    for unlink in [
+        "UPDATE events SET evidence_id = NULL WHERE evidence_id = $1",
+        "UPDATE suppressions SET evidence_id = NULL WHERE evidence_id = $1",
+    ] {
+        sqlx::query(unlink).bind(id).execute(&mut **tx).await?;
+    }
+    sqlx::query("DELETE FROM evidence WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
 }
 
 fn envelope_of(row: &sqlx::any::AnyRow) -> Result<String, StoreError> {

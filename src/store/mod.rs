@@ -122,6 +122,7 @@ impl Store {
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                             PRAGMA secure_delete = ON; \
                              PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824; \
                              PRAGMA temp_store = MEMORY;",
                     )

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::events::{NewEvent, insert_event};
 use super::suppressions::record_lift_event;
-use super::{Store, StoreError, rows};
+use super::{Backend, Store, StoreError, rows};
 use crate::address::EmailAddress;
 use crate::model::{Channel, Scope, Timestamp, format_time};
 
@@ -38,6 +38,8 @@ pub struct EraseOutcome {
     pub already_erased: bool,
     /// Rows whose plain address was removed.
     pub rows_cleared: u64,
+    /// Raw mails naming the address that were removed (by the purge path).
+    pub evidence_purged: u64,
 }
 
 impl Store {
@@ -121,6 +123,8 @@ impl Store {
     pub async fn erase(
         &self,
         address: &EmailAddress,
+        keep_opt_out_evidence: bool,
+        actor: &str,
         now: Timestamp,
     ) -> Result<EraseOutcome, StoreError> {
         let hash = self.hash(address);
@@ -141,7 +145,14 @@ impl Store {
                note = REPLACE(REPLACE(note, $2, '[erased]'), $3, '[erased]') WHERE address_hash = $1",
             "UPDATE events SET address = NULL, \
                diagnostic = REPLACE(REPLACE(diagnostic, $2, '[erased]'), $3, '[erased]'), \
-               note = REPLACE(REPLACE(note, $2, '[erased]'), $3, '[erased]') WHERE address_hash = $1",
+               note = REPLACE(REPLACE(note, $2, '[erased]'), $3, '[erased]'), \
+               message_id = REPLACE(REPLACE(message_id, $2, '[erased]'), $3, '[erased]') \
+             WHERE address_hash = $1",
+            // Some senders put the address into Message-IDs.
+            "UPDATE sends SET message_id = REPLACE(REPLACE(message_id, $2, '[erased]'), $3, '[erased]') \
+             WHERE address_hash = $1",
+            "UPDATE queue_messages SET message_id = REPLACE(REPLACE(message_id, $2, '[erased]'), $3, '[erased]') \
+             WHERE id IN (SELECT message FROM queue WHERE recipient_hash = $1)",
         ] {
             rows_cleared += sqlx::query(sql)
                 .bind(hash.as_str())
@@ -161,18 +172,96 @@ impl Store {
                 .await?
                 .rows_affected();
         }
+        // Relayed mail to the address: what waits is dropped, and no queue row names it.
+        let messages: Vec<i64> =
+            sqlx::query("SELECT DISTINCT message FROM queue WHERE recipient_hash = $1")
+                .bind(hash.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| rows::int(row, "message"))
+                .collect::<Result<_, _>>()?;
+        rows_cleared += sqlx::query(
+            "UPDATE queue SET recipient = '', \
+               state = CASE WHEN state IN ('queued', 'held') THEN 'dropped' ELSE state END, \
+               last_error = CASE WHEN state IN ('queued', 'held') THEN 'erased' ELSE last_error END \
+             WHERE recipient_hash = $1",
+        )
+        .bind(hash.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        for message in messages {
+            super::queue::release_bytes(&mut tx, message).await?;
+        }
+        // Raw mails naming the address go, by the purge path (a tombstone keeps the chain whole),
+        // except the proof of a standing suppression: this address's opt-outs when they are kept,
+        // and anything that proves another address's block.
+        let linked: Vec<i64> = sqlx::query(
+            "SELECT evidence_id FROM events WHERE address_hash = $1 AND evidence_id IS NOT NULL \
+             UNION SELECT evidence_id FROM suppressions WHERE address_hash = $1 AND evidence_id IS NOT NULL",
+        )
+        .bind(hash.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| rows::int(row, "evidence_id"))
+        .collect::<Result<_, _>>()?;
+        let mut evidence_purged = 0;
+        for id in linked {
+            let keep = sqlx::query(
+                "SELECT id FROM suppressions WHERE evidence_id = $1 AND lifted_at IS NULL \
+                 AND (address_hash <> $2 OR ($3 <> 0 AND reason IN ('unsubscribe', 'complaint'))) LIMIT 1",
+            )
+            .bind(id)
+            .bind(hash.as_str())
+            .bind(i64::from(keep_opt_out_evidence))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if keep.is_none()
+                && super::evidence_chain::purge_one(
+                    &mut tx,
+                    id,
+                    "erasure of an address it names",
+                    now,
+                )
+                .await?
+            {
+                evidence_purged += 1;
+            }
+        }
         let event = NewEvent {
             kind: "erase".into(),
             address_hash: Some(hash.clone()),
             source: Some("erasure".into()),
+            note: Some(format!("erased by {actor}")),
             ..Default::default()
         };
         insert_event(&mut tx, &event, now).await?;
         tx.commit().await?;
+        self.scrub_after_erasure().await;
         Ok(EraseOutcome {
             already_erased: inserted == 0,
             rows_cleared,
+            evidence_purged,
         })
+    }
+
+    /// Makes an erasure reach the files: on SQLite the WAL is checkpointed into the main file and
+    /// truncated (deleted content is zeroed as it goes: `secure_delete`); on PostgreSQL the
+    /// touched tables are vacuumed, so their dead tuples' space is reclaimed. Best effort: a
+    /// failure is logged, the erasure itself is committed.
+    async fn scrub_after_erasure(&self) {
+        let statement = match self.backend {
+            Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+            Backend::Postgres => {
+                "VACUUM suppressions, events, consents, sends, evidence, queue, queue_messages"
+            }
+        };
+        let pool = self.write_pool.as_ref().unwrap_or(&self.pool);
+        if let Err(error) = sqlx::raw_sql(statement).execute(pool).await {
+            tracing::warn!(%error, "after an erasure: {statement} failed; run it by hand");
+        }
     }
 
     /// Whether any table still holds this address in plain text (for erasure checks and tests).

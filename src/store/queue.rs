@@ -571,7 +571,7 @@ impl Store {
 }
 
 /// The message's bytes, once no recipient waits for them any more.
-async fn release_bytes(
+pub(super) async fn release_bytes(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     message: i64,
 ) -> Result<(), StoreError> {

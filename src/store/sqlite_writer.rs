@@ -62,7 +62,7 @@ impl SqliteWriter {
         // every batch, and a mapped writer would remap it each time.
         connection.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON;",
         )?;
         Ok(connection)
     }
