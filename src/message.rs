@@ -93,13 +93,18 @@ pub fn find<'f>(fields: &'f [Field<'_>], name: &str) -> Option<&'f Field<'f>> {
 /// The domain of the From address of a CRLF message (the first address when there are several).
 pub fn from_domain(message: &[u8]) -> Option<String> {
     let (header, _) = split(message);
-    let parsed = fields(header).ok()?;
-    let from = find(&parsed, "From")?.value();
+    let address = from_address(&fields(header).ok()?)?;
+    let domain = address.rsplit_once('@')?.1.trim();
+    (!domain.is_empty()).then(|| domain.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// The address of the From field (`Name <a@b>` or a bare `a@b`), as written.
+pub fn from_address(fields: &[Field<'_>]) -> Option<String> {
+    let from = find(fields, "From")?.value();
     let address = from
         .rsplit_once('<')
         .map_or(from.as_str(), |(_, a)| a.split('>').next().unwrap_or(a));
-    let domain = address.trim().rsplit_once('@')?.1.trim();
-    (!domain.is_empty()).then(|| domain.trim_end_matches('.').to_ascii_lowercase())
+    Some(address.trim().to_string())
 }
 
 #[cfg(test)]

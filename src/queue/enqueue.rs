@@ -48,15 +48,10 @@ async fn write_loop(
     mint: Arc<Minter>,
     mut receiver: mpsc::Receiver<(NewQueuedMessage, Reply)>,
 ) {
-    while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
-        let (messages, replies): (Vec<NewQueuedMessage>, Vec<Reply>) = batch.into_iter().unzip();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Waits for one, then takes every other one already waiting.
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (messages, replies): (Vec<NewQueuedMessage>, Vec<Reply>) = batch.drain(..).unzip();
         match store.enqueue(&messages, mint.as_ref()).await {
             Ok(ids) => {
                 for (reply, ids) in replies.into_iter().zip(ids) {

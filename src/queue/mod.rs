@@ -124,15 +124,9 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
             let settler = {
                 let delivery = delivery.clone();
                 tokio::spawn(async move {
-                    while let Some(first) = outcomes.recv().await {
-                        let mut batch = vec![first];
-                        while batch.len() < SETTLE_BATCH {
-                            match outcomes.try_recv() {
-                                Ok(outcome) => batch.push(outcome),
-                                Err(_) => break,
-                            }
-                        }
-                        delivery.settle(batch).await;
+                    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+                    while outcomes.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+                        delivery.settle(std::mem::take(&mut batch)).await;
                     }
                 })
             };

@@ -140,14 +140,7 @@ impl RelaySink {
         if company.domains.is_empty() {
             return Ok(());
         }
-        let from = rewrite::find(fields, "From")
-            .map(|f| f.value())
-            .unwrap_or_default();
-        let address = from
-            .rsplit_once('<')
-            .map_or(from.as_str(), |(_, a)| a.trim_end_matches('>'))
-            .trim()
-            .to_string();
+        let address = crate::message::from_address(fields).unwrap_or_default();
         let domain_ok = EmailAddress::parse(&address).ok().is_some_and(|a| {
             self.config
                 .company_for_domain(a.domain())

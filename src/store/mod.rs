@@ -203,14 +203,16 @@ impl Store {
         }
     }
 
+    /// The pool writes go through: the one write connection on a SQLite file, else the pool.
+    fn writer(&self) -> &AnyPool {
+        self.write_pool.as_ref().unwrap_or(&self.pool)
+    }
+
     /// A write transaction. SQLite takes the write lock at once, so two writers queue on the busy
     /// timeout instead of failing on a lock upgrade.
     async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => {
-                let pool = self.write_pool.as_ref().unwrap_or(&self.pool);
-                pool.begin_with("BEGIN IMMEDIATE").await?
-            }
+            Backend::Sqlite => self.writer().begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
     }

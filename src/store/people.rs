@@ -258,8 +258,7 @@ impl Store {
                 "VACUUM suppressions, events, consents, sends, evidence, queue, queue_messages"
             }
         };
-        let pool = self.write_pool.as_ref().unwrap_or(&self.pool);
-        if let Err(error) = sqlx::raw_sql(statement).execute(pool).await {
+        if let Err(error) = sqlx::raw_sql(statement).execute(self.writer()).await {
             tracing::warn!(%error, "after an erasure: {statement} failed; run it by hand");
         }
     }
