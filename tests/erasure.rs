@@ -13,13 +13,11 @@ use bouncegate::model::{Channel, Reason, Source};
 use bouncegate::serve::Gateway;
 use bouncegate::service::{SuppressRequest, SuppressionService};
 use bouncegate::smtp::{
-    ListenerConfig, MailFrom, MessageSink, RcptTo, ReceivedMessage, SessionInfo, SinkError,
-    SmtpServer,
+    ListenerConfig, MailFrom, MessageSink, RcptTo, ReceivedMessage, ServerHandle, SessionInfo,
+    SinkError, SmtpServer,
 };
 use common::{ORGANISATION, TestDb, databases};
 use sqlx::{AnyConnection, Column, Connection, Row};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const DOMAIN: &str = "bounces.example.org";
 
@@ -36,58 +34,6 @@ impl MessageSink for Recorder {
     }
 }
 
-/// One SMTP transaction, AUTH PLAIN first when `login` is given; the last reply.
-async fn smtp(
-    address: std::net::SocketAddr,
-    login: Option<(&str, &str)>,
-    from: &str,
-    to: &str,
-    data: &str,
-) -> String {
-    let stream = TcpStream::connect(address).await.unwrap();
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let reply = async |read: &mut BufReader<_>| {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            tokio::time::timeout(Duration::from_secs(20), read.read_line(&mut line))
-                .await
-                .unwrap()
-                .unwrap();
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    };
-    reply(&mut read).await;
-    let mut commands = vec!["EHLO client.test".to_string()];
-    if let Some((user, password)) = login {
-        let token = data_encoding::BASE64.encode(format!("\0{user}\0{password}").as_bytes());
-        commands.push(format!("AUTH PLAIN {token}"));
-    }
-    commands.extend([
-        format!("MAIL FROM:<{from}>"),
-        format!("RCPT TO:<{to}>"),
-        "DATA".into(),
-    ]);
-    for command in commands {
-        write
-            .write_all(format!("{command}\r\n").as_bytes())
-            .await
-            .unwrap();
-        let answer = reply(&mut read).await;
-        assert!(
-            answer.starts_with('2') || answer.starts_with('3'),
-            "{command}: {answer}"
-        );
-    }
-    write.write_all(data.as_bytes()).await.unwrap();
-    write.write_all(b".\r\n").await.unwrap();
-    reply(&mut read).await
-}
-
 fn config(db: &TestDb, upstream: u16, keep: bool) -> Arc<Config> {
     let text = format!(
         "[database]\nurl = {:?}\n[erasure]\nkeep_opt_out_evidence = {keep}\n\
@@ -98,6 +44,25 @@ fn config(db: &TestDb, upstream: u16, keep: bool) -> Arc<Config> {
         db.url
     );
     Arc::new(Config::parse(&text, std::path::Path::new("erasure.toml")).unwrap())
+}
+
+/// A recording upstream and a gateway relaying to it.
+async fn start(
+    db: &TestDb,
+    keep_opt_out_evidence: bool,
+) -> (ServerHandle, Arc<Recorder>, Gateway, SuppressionService) {
+    let recorder = Arc::new(Recorder::default());
+    let upstream = SmtpServer::bind(
+        ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "upstream.test"),
+        recorder.clone(),
+    )
+    .await
+    .unwrap()
+    .spawn();
+    let config = config(db, upstream.local_addr().port(), keep_opt_out_evidence);
+    let gateway = Gateway::start(config.clone()).await.unwrap();
+    let service = SuppressionService::new(gateway.store.clone(), config);
+    (upstream, recorder, gateway, service)
 }
 
 /// Gives `address` a footprint everywhere; returns how many evidence rows name it.
@@ -112,7 +77,7 @@ async fn footprint(
         "From: news@acme.example\r\nTo: {address}\r\nSubject: News\r\nMessage-ID: <n-{address}>\r\n\
          X-Bouncegate-Brand: news\r\n\r\nHello {address}.\r\n"
     );
-    let reply = smtp(
+    let reply = common::smtp::transaction(
         relay,
         Some(("news", "s3cret")),
         "news@acme.example",
@@ -143,13 +108,14 @@ async fn footprint(
          Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: 4.2.2\r\n\
          Diagnostic-Code: smtp; 452 4.2.2 <{address}> mailbox full\r\n\r\n--B--\r\n"
     );
-    let reply = smtp(gateway.inbound.local_addr(), None, "", &return_path, &dsn).await;
+    let reply =
+        common::smtp::transaction(gateway.inbound.local_addr(), None, "", &return_path, &dsn).await;
     assert!(reply.starts_with("250"), "{reply}");
     // It asked to be unsubscribed, by mail.
     let unsubscribe = format!(
         "From: {address}\r\nTo: unsubscribe-acme@{DOMAIN}\r\nSubject: stop\r\n\r\nPlease remove {address}.\r\n"
     );
-    let reply = smtp(
+    let reply = common::smtp::transaction(
         gateway.inbound.local_addr(),
         None,
         address,
@@ -239,17 +205,7 @@ async fn rows_naming(url: &str, needle: &str) -> Vec<String> {
 #[tokio::test]
 async fn an_erased_address_is_gone_from_every_table_and_file_and_stays_blocked() {
     for db in databases().await {
-        let recorder = Arc::new(Recorder::default());
-        let upstream = SmtpServer::bind(
-            ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "upstream.test"),
-            recorder.clone(),
-        )
-        .await
-        .unwrap()
-        .spawn();
-        let config = config(&db, upstream.local_addr().port(), false);
-        let gateway = Gateway::start(config.clone()).await.unwrap();
-        let service = SuppressionService::new(gateway.store.clone(), config.clone());
+        let (upstream, recorder, gateway, service) = start(&db, false).await;
         let address = "anna.erase@example.org";
         footprint(&gateway, &service, &recorder, address).await;
         assert!(
@@ -298,17 +254,7 @@ async fn an_erased_address_is_gone_from_every_table_and_file_and_stays_blocked()
 #[tokio::test]
 async fn the_proof_of_a_standing_opt_out_is_kept_when_the_operator_keeps_it() {
     for db in databases().await {
-        let recorder = Arc::new(Recorder::default());
-        let upstream = SmtpServer::bind(
-            ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "upstream.test"),
-            recorder.clone(),
-        )
-        .await
-        .unwrap()
-        .spawn();
-        let config = config(&db, upstream.local_addr().port(), true);
-        let gateway = Gateway::start(config.clone()).await.unwrap();
-        let service = SuppressionService::new(gateway.store.clone(), config.clone());
+        let (upstream, recorder, gateway, service) = start(&db, true).await;
         let address = "ben.keep@example.org";
         footprint(&gateway, &service, &recorder, address).await;
         let outcome = service.erase(address, "test").await.unwrap();

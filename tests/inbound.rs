@@ -4,7 +4,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bouncegate::address::EmailAddress;
 use bouncegate::analysis::Analyzer;
@@ -17,8 +16,6 @@ use bouncegate::store::{NewSend, Store};
 use bouncegate::token::{TokenBinding, TokenKeys, TokenKind};
 use common::{ORGANISATION, TestDb, databases};
 use sqlx::Connection;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const DOMAIN: &str = "bounces.example.org";
 
@@ -98,46 +95,7 @@ impl Gateway {
 
 /// Sends one mail over SMTP and returns the reply to its end of data (or the first refusal).
 async fn smtp(gateway: &Gateway, mail_from: &str, rcpt: &str, data: &str) -> String {
-    let stream = TcpStream::connect(gateway.handle.local_addr())
-        .await
-        .unwrap();
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let next = async |read: &mut BufReader<_>| {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            tokio::time::timeout(Duration::from_secs(10), read.read_line(&mut line))
-                .await
-                .unwrap()
-                .unwrap();
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    };
-    next(&mut read).await;
-    for command in [
-        "EHLO mx.sender.example".to_string(),
-        format!("MAIL FROM:<{mail_from}>"),
-        format!("RCPT TO:<{rcpt}>"),
-        "DATA".to_string(),
-    ] {
-        write
-            .write_all(format!("{command}\r\n").as_bytes())
-            .await
-            .unwrap();
-        let reply = next(&mut read).await;
-        if !reply.starts_with('2') && !reply.starts_with('3') {
-            return reply;
-        }
-    }
-    write.write_all(data.as_bytes()).await.unwrap();
-    write.write_all(b".\r\n").await.unwrap();
-    let reply = next(&mut read).await;
-    let _ = write.write_all(b"QUIT\r\n").await;
-    reply
+    common::smtp::transaction(gateway.handle.local_addr(), None, mail_from, rcpt, data).await
 }
 
 /// A DSN as Postfix writes it, CRLF line ends.
