@@ -410,12 +410,12 @@ fn validate_row(
         None => None,
     };
     let request = SuppressRequest {
-        address: &row.email,
+        address: row.email.clone(),
         reason,
-        company: row.company.as_deref(),
-        brand: row.brand.as_deref(),
+        company: row.company.clone(),
+        brand: row.brand.clone(),
         channel,
-        note: row.note.as_deref(),
+        note: row.note.clone(),
         source: crate::model::Source::Import,
         created_at,
         expires_at: None,

@@ -61,6 +61,17 @@ macro_rules! vocabulary {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -148,7 +159,7 @@ pub fn normalize_message_id(id: &str) -> &str {
 }
 
 /// A contact's status as users know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ContactStatus {
     /// Active: promotional mail may go out.
     #[serde(rename = "A")]
@@ -258,6 +269,18 @@ impl fmt::Display for Scope {
     }
 }
 
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("`global`, `company:ID` or `brand:COMPANY/BRAND`"))
+            .pattern(Some("^(global|company:[^/]+|brand:[^/]+/.+)$"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Scope {}
+
 impl Serialize for Scope {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -287,6 +310,21 @@ pub fn parse_time(text: &str) -> Option<Timestamp> {
     Some(date.and_hms_opt(0, 0, 0)?.and_utc())
 }
 
+/// Serde helper: reads an optional timestamp in any form [`parse_time`] accepts.
+pub fn deserialize_opt_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Timestamp>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => parse_time(text).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a time (use 2026-01-31T12:00:00Z or 2026-01-31)"
+            ))
+        }),
+    }
+}
+
 /// Serde helper: a timestamp in its one text form.
 pub fn serialize_time<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_time(t))
@@ -304,7 +342,7 @@ pub fn serialize_opt_time<S: serde::Serializer>(
 }
 
 /// An active (not lifted) suppression as the decision needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SuppressionRecord {
     pub id: i64,
     /// The address as given; `None` once erased.
@@ -315,8 +353,10 @@ pub struct SuppressionRecord {
     pub source: Source,
     pub note: Option<String>,
     #[serde(serialize_with = "serialize_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(serialize_with = "serialize_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     pub evidence_id: Option<i64>,
 }

@@ -37,6 +37,19 @@ impl BlockReason {
     }
 }
 
+impl utoipa::PartialSchema for BlockReason {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut words: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        words.push("erased");
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(words))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for BlockReason {}
+
 impl Serialize for BlockReason {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -44,11 +57,12 @@ impl Serialize for BlockReason {
 }
 
 /// One thing that blocks the mail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Blocking {
     pub reason: BlockReason,
     pub scope: Scope,
     #[serde(serialize_with = "crate::model::serialize_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     pub note: Option<String>,
     pub evidence_id: Option<i64>,
@@ -58,11 +72,12 @@ pub struct Blocking {
     pub source: Option<Source>,
     /// The suppression row, `None` for an erasure.
     #[serde(skip)]
+    #[schema(ignore)]
     pub suppression_id: Option<i64>,
 }
 
 /// The answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Verdict {
     pub allowed: bool,
     pub status: ContactStatus,

@@ -128,12 +128,12 @@ async fn footprint(
     let note = format!("phoned: {address} wants no letters");
     service
         .suppress(&SuppressRequest {
-            address,
+            address: address.into(),
             reason: Reason::Manual,
-            company: Some("globex"),
+            company: Some("globex".into()),
             brand: None,
             channel: Channel::Postal,
-            note: Some(&note),
+            note: Some(note),
             source: Source::Cli,
             created_at: None,
             expires_at: None,
@@ -141,16 +141,11 @@ async fn footprint(
         .await
         .unwrap();
     service
-        .consent(
+        .consent(&common::consent(
             address,
             "globex",
-            None,
-            Channel::Email,
-            None,
-            format!("double opt-in confirmed by {address}").into_bytes(),
-            None,
-            "test",
-        )
+            format!("double opt-in confirmed by {address}").as_bytes(),
+        ))
         .await
         .unwrap();
 }
@@ -214,9 +209,10 @@ async fn an_erased_address_is_gone_from_every_table_and_file_and_stays_blocked()
         );
 
         let outcome = service
-            .erase("Anna.Erase@Example.org", "test")
+            .erase(&common::erasure("Anna.Erase@Example.org"), "test")
             .await
-            .unwrap();
+            .unwrap()
+            .outcome;
         assert!(outcome.evidence_purged >= 2, "{}: {outcome:?}", db.backend);
         let left = rows_naming(&db.url, address).await;
         assert!(left.is_empty(), "{}: still named in {left:?}", db.backend);
@@ -257,7 +253,11 @@ async fn the_proof_of_a_standing_opt_out_is_kept_when_the_operator_keeps_it() {
         let (upstream, recorder, gateway, service) = start(&db, true).await;
         let address = "ben.keep@example.org";
         footprint(&gateway, &service, &recorder, address).await;
-        let outcome = service.erase(address, "test").await.unwrap();
+        let outcome = service
+            .erase(&common::erasure(address), "test")
+            .await
+            .unwrap()
+            .outcome;
         assert_eq!(
             outcome.evidence_purged, 1,
             "{}: the bounce mail only",

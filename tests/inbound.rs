@@ -689,8 +689,9 @@ async fn plain_unsubscribes_are_the_owners_only_when_the_sender_is_authenticated
             company: None,
             brand: None,
             channel: None,
-            lifted_by: "test",
-            note,
+            lifted_by: "test".into(),
+            note: note.map(Into::into),
+            id: None,
         };
         assert!(
             g.service

@@ -216,12 +216,12 @@ async fn suppress(
 ) {
     service
         .suppress(&SuppressRequest {
-            address,
+            address: address.into(),
             reason,
-            company,
-            brand,
+            company: company.map(Into::into),
+            brand: brand.map(Into::into),
             channel: Channel::Email,
-            note: Some("test"),
+            note: Some("test".into()),
             source: Source::Cli,
             created_at: None,
             expires_at: None,

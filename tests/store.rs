@@ -8,7 +8,7 @@ use bouncegate::bulk::{self, Format};
 use bouncegate::config::Config;
 use bouncegate::model::{Channel, ContactStatus, MailClass, Reason, Source};
 use bouncegate::service::{CheckRequest, LiftRequest, SuppressRequest, SuppressionService};
-use bouncegate::store::{AddOutcome, NewEvidence, Store};
+use bouncegate::store::{NewEvidence, Store};
 use common::{ORGANISATION, TestDb, databases};
 
 async fn service(db: &TestDb) -> SuppressionService {
@@ -28,19 +28,19 @@ fn promotional<'a>(company: &'a str, brand: Option<&'a str>) -> CheckRequest<'a>
     }
 }
 
-fn request<'a>(
-    address: &'a str,
+fn request(
+    address: &str,
     reason: Reason,
-    company: Option<&'a str>,
-    brand: Option<&'a str>,
-) -> SuppressRequest<'a> {
+    company: Option<&str>,
+    brand: Option<&str>,
+) -> SuppressRequest {
     SuppressRequest {
-        address,
+        address: address.into(),
         reason,
-        company,
-        brand,
+        company: company.map(Into::into),
+        brand: brand.map(Into::into),
         channel: Channel::Email,
-        note: Some("test"),
+        note: Some("test".into()),
         source: Source::Api,
         created_at: None,
         expires_at: None,
@@ -69,13 +69,9 @@ async fn the_same_suppression_twice_is_one_row() {
             ))
             .await
             .unwrap();
-        assert!(matches!(first, AddOutcome::Added(_)), "{}", db.backend);
-        assert_eq!(
-            second,
-            AddOutcome::AlreadyActive(first.id()),
-            "{}",
-            db.backend
-        );
+        assert!(first.added, "{}", db.backend);
+        assert!(!second.added, "{}", db.backend);
+        assert_eq!(second.id, first.id, "{}", db.backend);
         let status = service.status("jane@example.org").await.unwrap();
         assert_eq!(status.suppressions.len(), 1, "{}", db.backend);
         assert_eq!(
@@ -170,7 +166,7 @@ async fn staff_lift_bounces_but_only_the_owner_lifts_an_opt_out() {
             .await
             .unwrap();
         let lift = LiftRequest {
-            lifted_by: "test",
+            lifted_by: "test".into(),
             ..Default::default()
         };
         let report = service.lift("jane@example.org", &lift).await.unwrap();
@@ -185,16 +181,7 @@ async fn staff_lift_bounces_but_only_the_owner_lifts_an_opt_out() {
         assert_eq!(verdict.status, ContactStatus::Unsubscribed);
 
         let outcome = service
-            .consent(
-                "jane@example.org",
-                "acme",
-                None,
-                Channel::Email,
-                None,
-                b"confirmed".to_vec(),
-                None,
-                "test",
-            )
+            .consent(&common::consent("jane@example.org", "acme", b"confirmed"))
             .await
             .unwrap();
         assert_eq!(outcome.lifted.len(), 1, "{}", db.backend);
@@ -221,21 +208,15 @@ async fn erasure_removes_the_plain_text_and_keeps_the_block() {
             .await
             .unwrap();
         service
-            .consent(
-                "erase.me@example.org",
-                "globex",
-                None,
-                Channel::Email,
-                None,
-                b"proof".to_vec(),
-                None,
-                "test",
-            )
+            .consent(&common::consent("erase.me@example.org", "globex", b"proof"))
             .await
             .unwrap();
         let address = bouncegate::address::EmailAddress::parse("erase.me@example.org").unwrap();
         assert!(service.store().plain_text_rows(&address).await.unwrap() > 0);
-        service.erase("Erase.Me@example.org", "test").await.unwrap();
+        service
+            .erase(&common::erasure("Erase.Me@example.org"), "test")
+            .await
+            .unwrap();
         assert_eq!(
             service.store().plain_text_rows(&address).await.unwrap(),
             0,
@@ -465,7 +446,7 @@ async fn an_expired_suppression_stops_blocking_and_can_be_renewed() {
             .await
             .unwrap();
         assert!(
-            matches!(renewed, AddOutcome::Added(id) if id != first.id()),
+            renewed.added && renewed.id != first.id,
             "{}: {renewed:?}",
             db.backend
         );

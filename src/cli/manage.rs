@@ -8,8 +8,9 @@ use serde_json::json;
 
 use super::{EXIT_NEGATIVE, EXIT_OK, actor, parse_reason, parse_time, parse_word, print_json};
 use crate::model::{Channel, Reason, Source, Timestamp, format_time};
-use crate::service::{LiftRequest, SuppressRequest, SuppressionService};
-use crate::store::AddOutcome;
+use crate::service::{
+    ConsentRequest, ErasureRequest, LiftRequest, SuppressRequest, SuppressionService,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct SuppressArgs {
@@ -40,23 +41,20 @@ pub struct SuppressArgs {
 
 pub async fn suppress(service: &SuppressionService, args: SuppressArgs) -> anyhow::Result<u8> {
     let request = SuppressRequest {
-        address: &args.address,
+        address: args.address.clone(),
         reason: args.reason,
-        company: args.company.as_deref(),
-        brand: args.brand.as_deref(),
+        company: args.company.clone(),
+        brand: args.brand.clone(),
         channel: args.channel,
-        note: Some(&args.note),
+        note: Some(args.note.clone()),
         source: Source::Cli,
         created_at: None,
         expires_at: args.expires,
     };
-    let outcome = service.suppress(&request).await?;
-    let (id, added) = match outcome {
-        AddOutcome::Added(id) => (id, true),
-        AddOutcome::AlreadyActive(id) => (id, false),
-    };
+    let report = service.suppress(&request).await?;
+    let (id, added) = (report.id, report.added);
     if args.json {
-        print_json(&json!({"id": id, "added": added}))?;
+        print_json(&report)?;
     } else if added {
         println!(
             "suppressed {} ({}): suppression {id}",
@@ -98,14 +96,14 @@ pub struct LiftArgs {
 }
 
 pub async fn lift(service: &SuppressionService, args: LiftArgs) -> anyhow::Result<u8> {
-    let by = actor();
     let request = LiftRequest {
         reason: args.reason,
-        company: args.company.as_deref(),
-        brand: args.brand.as_deref(),
+        company: args.company.clone(),
+        brand: args.brand.clone(),
         channel: args.channel,
-        lifted_by: &by,
-        note: args.note.as_deref(),
+        lifted_by: actor(),
+        note: args.note.clone(),
+        id: None,
     };
     let report = service.lift(&args.address, &request).await?;
     if args.json {
@@ -166,20 +164,20 @@ pub async fn consent(service: &SuppressionService, args: ConsentArgs) -> anyhow:
         .proof
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
-    let outcome = service
-        .consent(
-            &args.address,
-            &args.company,
-            args.brand.as_deref(),
-            args.channel,
-            args.confirmed_at,
-            proof,
-            proof_name,
-            &actor(),
-        )
-        .await?;
+    let request = ConsentRequest {
+        address: args.address.clone(),
+        company: args.company.clone(),
+        brand: args.brand.clone(),
+        channel: args.channel,
+        confirmed_at: args.confirmed_at,
+        proof: String::new(),
+        proof_name,
+        source: actor(),
+        proof_bytes: Some(proof),
+    };
+    let outcome = service.consent(&request).await?;
     if args.json {
-        print_json(&json!({"consent_id": outcome.consent_id, "lifted": outcome.lifted}))?;
+        print_json(&outcome)?;
     } else {
         println!(
             "recorded consent {} for {}",
@@ -203,11 +201,17 @@ pub struct EraseArgs {
 }
 
 pub async fn erase(service: &SuppressionService, args: EraseArgs) -> anyhow::Result<u8> {
-    let outcome = service.erase(&args.address, &actor()).await?;
+    let report = service
+        .erase(
+            &ErasureRequest {
+                address: args.address.clone(),
+            },
+            &actor(),
+        )
+        .await?;
+    let outcome = report.outcome;
     if args.json {
-        print_json(
-            &json!({"erased": true, "already_erased": outcome.already_erased, "rows_cleared": outcome.rows_cleared, "evidence_purged": outcome.evidence_purged}),
-        )?;
+        print_json(&report)?;
     } else {
         println!(
             "erased {}: plain text removed from {} rows, {} raw mails naming it removed; the keyed hash keeps it blocked where it was (status D){}",

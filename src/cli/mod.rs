@@ -4,6 +4,7 @@
 
 mod bulk;
 mod classify;
+mod events;
 mod manage;
 mod query;
 mod relay;
@@ -18,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::model::{Channel, MailClass, Reason};
-use crate::service::SuppressionService;
+use crate::service::{ErrorKind, ServiceError, SuppressionService};
 use crate::store::Store;
 
 /// Exit code: done, allowed, found.
@@ -66,6 +67,9 @@ enum Command {
     Filter(bulk::FilterArgs),
     /// Analyse bounce, complaint and auto-reply mails (files or folders).
     Classify(classify::ClassifyArgs),
+    /// What arrived and what was done: bounces, complaints, unsubscribes, lifts, consents,
+    /// erasures (oldest first).
+    Events(events::EventsArgs),
     /// Unsubscribe mails held for staff review (sender not authenticated, too many from one IP).
     Review(review::ReviewArgs),
     /// Stored evidence.
@@ -137,6 +141,16 @@ impl Audience {
             channel: self.channel,
         }
     }
+
+    fn query(&self, address: &str) -> crate::service::CheckQuery {
+        crate::service::CheckQuery {
+            address: address.to_string(),
+            company: self.company.clone(),
+            brand: self.brand.clone(),
+            class: self.class,
+            channel: self.channel,
+        }
+    }
 }
 
 fn parse_word<T: std::str::FromStr>(text: &str) -> Result<T, String>
@@ -174,7 +188,26 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {}", error_text(&e));
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+/// The exit code of a failed command: the CLI's one table over the service's error kinds.
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    let kind = error.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<ServiceError>()
+            .or_else(|| match cause.downcast_ref::<crate::bulk::BulkError>() {
+                Some(crate::bulk::BulkError::Service(e)) => Some(e),
+                _ => None,
+            })
+            .map(ServiceError::kind)
+    });
+    match kind {
+        Some(ErrorKind::NotFound | ErrorKind::Refused) => EXIT_NEGATIVE,
+        Some(ErrorKind::Invalid | ErrorKind::Tampered | ErrorKind::Unavailable) | None => {
+            EXIT_ERROR
         }
     }
 }
@@ -227,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(args) => bulk::export(&service, args).await?,
         Command::Filter(args) => bulk::filter(&service, args).await?,
         Command::Review(args) => review::review(&service, args).await?,
+        Command::Events(args) => events::events(&service, args).await?,
         Command::Queue(args) => relay::queue(&service, args).await?,
         Command::Blocked(args) => relay::blocked(&service, args).await?,
         Command::Evidence {

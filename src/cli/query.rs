@@ -26,7 +26,7 @@ pub struct StatusArgs {
 
 pub async fn check(service: &SuppressionService, args: CheckArgs) -> anyhow::Result<u8> {
     let verdict = service
-        .check(&args.address, args.audience.request())
+        .check_query(&args.audience.query(&args.address))
         .await?;
     if args.json {
         print_json(&verdict)?;

@@ -50,10 +50,9 @@ impl QueueSelection {
 }
 
 pub async fn queue(service: &SuppressionService, args: QueueArgs) -> anyhow::Result<u8> {
-    let store = service.store();
     let (action, selection) = match args.command.unwrap_or(QueueCommand::Summary) {
         QueueCommand::Summary => {
-            let summary = store.queue_summary().await?;
+            let summary = service.queue_summary().await?;
             if args.json {
                 print_json(&summary)?;
             } else {
@@ -81,10 +80,7 @@ pub async fn queue(service: &SuppressionService, args: QueueArgs) -> anyhow::Res
             return Ok(EXIT_OK);
         }
         QueueCommand::Show { id } => {
-            let Some(entry) = store.queue_entry(id).await? else {
-                eprintln!("no queue item {id}");
-                return Ok(EXIT_NEGATIVE);
-            };
+            let entry = service.queue_entry(id).await?;
             if args.json {
                 print_json(&entry)?;
             } else {
@@ -116,11 +112,10 @@ pub async fn queue(service: &SuppressionService, args: QueueArgs) -> anyhow::Res
         QueueCommand::Retry(s) => (QueueAction::Retry, s),
         QueueCommand::Fail(s) => (QueueAction::Fail, s),
     };
-    let changed = store
-        .queue_act(action, selection.target(), chrono::Utc::now())
-        .await?;
+    let report = service.queue_act(action, selection.target()).await?;
+    let changed = report.changed;
     if args.json {
-        print_json(&serde_json::json!({"changed": changed}))?;
+        print_json(&report)?;
     } else {
         println!("{changed} queue items changed");
     }
@@ -141,7 +136,7 @@ pub struct BlockedArgs {
 }
 
 pub async fn blocked(service: &SuppressionService, args: BlockedArgs) -> anyhow::Result<u8> {
-    let records = service.store().blocked(args.since, args.limit).await?;
+    let records = service.recent_blocked(args.since, args.limit).await?;
     for record in &records {
         if args.json {
             print_json(record)?;

@@ -26,7 +26,7 @@ use crate::log_limit::LogLimit;
 use crate::model::{Channel, Reason, Scope, Source, Timestamp};
 use crate::smtp::{MailFrom, MessageSink, RcptTo, ReceivedMessage, SessionInfo, SinkError};
 use crate::store::{Escalation, InboundEvent, NewEvent, NewSuppression, SendRecord, Store};
-use crate::token::{TokenBinding, TokenKeys, TokenKind};
+use crate::token::{TokenKeys, TokenKind};
 use crate::verp;
 use committer::{Committer, PendingMail};
 
@@ -642,31 +642,13 @@ impl InboundSink {
         kinds: &[TokenKind],
         now: Timestamp,
     ) -> Result<Option<(SendRecord, TokenKind)>, SinkError> {
-        let Ok(parsed) = self.keys.parse(token) else {
-            return Ok(None);
-        };
-        if !kinds.contains(&parsed.kind) {
-            return Ok(None);
-        }
-        let send = match self.store.send(parsed.send_id).await {
-            Ok(send) => send,
-            Err(error) => return Err(self.store_failed(error).await),
-        };
-        let Some(send) = send else {
-            return Ok(None);
-        };
-        let binding = TokenBinding {
-            recipient: &send.address_hash,
-            company: &send.company,
-            brand: &send.brand,
-            message_id: &send.message_id,
-        };
         let max_age = Duration::days(i64::from(self.config.inbound.token_max_age_days));
-        Ok(self
-            .keys
-            .verify(&parsed, binding, now, max_age)
-            .ok()
-            .map(|()| (send, parsed.kind)))
+        match crate::service::verified_send(&self.store, &self.keys, token, kinds, max_age, now)
+            .await
+        {
+            Ok(found) => Ok(found),
+            Err(error) => Err(self.store_failed(error).await),
+        }
     }
 
     /// A VERP token in the returned original's return path (bounces forwarded to the plain address).

@@ -64,10 +64,11 @@ pub(crate) async fn insert_event(
 }
 
 /// A stored event, as the people who review and report read it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub id: i64,
     #[serde(serialize_with = "crate::model::serialize_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub occurred_at: Timestamp,
     pub kind: String,
     /// `None` once erased.

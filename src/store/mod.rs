@@ -9,6 +9,7 @@ mod events;
 mod evidence;
 mod evidence_chain;
 mod inbound;
+mod listing;
 mod people;
 mod queue;
 mod reviews;
@@ -29,6 +30,7 @@ pub use events::{EventRecord, NewEvent};
 pub use evidence::{EvidenceRecord, NewEvidence};
 pub use evidence_chain::{ChainFault, ChainFinding, ChainHead, ChainReport, PurgeOutcome};
 pub use inbound::{Escalation, InboundEvent, InboundOutcome, InboundRecord};
+pub use listing::{EventFilter, SuppressionFilter};
 pub use people::{ConsentOutcome, EraseOutcome, NewConsent};
 pub use queue::{
     AttemptOutcome, BlockStage, BlockedRecord, Minted, Minter, NewBlocked, NewQueueItem,

@@ -24,7 +24,7 @@ pub struct NewConsent {
 }
 
 /// What recording a consent did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ConsentOutcome {
     pub consent_id: i64,
     /// Opt-outs (unsubscribe, complaint) within the consent's scope and older than it, now lifted.
@@ -32,7 +32,7 @@ pub struct ConsentOutcome {
 }
 
 /// What an erasure did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct EraseOutcome {
     /// The address had been erased before (its plain text was removed again, if it had come back).
     pub already_erased: bool,

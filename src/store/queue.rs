@@ -85,10 +85,11 @@ impl BlockStage {
 }
 
 /// A recorded block.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BlockedRecord {
     pub id: i64,
     #[serde(serialize_with = "crate::model::serialize_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub blocked_at: Timestamp,
     pub recipient_hash: String,
     pub company: String,
@@ -98,6 +99,21 @@ pub struct BlockedRecord {
     pub message_id: Option<String>,
     pub client: String,
     pub stage: String,
+}
+
+pub(super) fn blocked_record(row: &sqlx::any::AnyRow) -> Result<BlockedRecord, StoreError> {
+    Ok(BlockedRecord {
+        id: rows::int(row, "id")?,
+        blocked_at: rows::time(row, "blocked_at")?,
+        recipient_hash: rows::text(row, "recipient_hash")?,
+        company: rows::text(row, "company")?,
+        brand: rows::text(row, "brand")?,
+        class: rows::text(row, "class")?,
+        reason: rows::text(row, "reason")?,
+        message_id: rows::opt_text(row, "message_id")?,
+        client: rows::text(row, "client")?,
+        stage: rows::text(row, "stage")?,
+    })
 }
 
 /// A claimed item, with what delivering it needs.
@@ -121,7 +137,7 @@ pub struct QueueItem {
 }
 
 /// A queue item as `queue show` prints it (no bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QueueEntry {
     pub id: i64,
     pub message: i64,
@@ -139,7 +155,7 @@ pub struct QueueEntry {
 }
 
 /// Queue depth by state, the oldest waiting item, and recent failures.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct QueueSummary {
     pub queued: i64,
     pub held: i64,
@@ -316,22 +332,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(BlockedRecord {
-                    id: rows::int(row, "id")?,
-                    blocked_at: rows::time(row, "blocked_at")?,
-                    recipient_hash: rows::text(row, "recipient_hash")?,
-                    company: rows::text(row, "company")?,
-                    brand: rows::text(row, "brand")?,
-                    class: rows::text(row, "class")?,
-                    reason: rows::text(row, "reason")?,
-                    message_id: rows::opt_text(row, "message_id")?,
-                    client: rows::text(row, "client")?,
-                    stage: rows::text(row, "stage")?,
-                })
-            })
-            .collect()
+        rows.iter().map(blocked_record).collect()
     }
 
     /// Leases up to `limit` due items to `worker` until `lease_until`.

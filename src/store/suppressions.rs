@@ -207,6 +207,21 @@ impl Store {
         Ok(map)
     }
 
+    /// The address hash of a suppression that is not lifted.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn suppression_hash(&self, id: i64) -> Result<Option<AddressHash>, StoreError> {
+        let row = sqlx::query(
+            "SELECT address_hash FROM suppressions WHERE id = $1 AND lifted_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok(AddressHash::from_stored(rows::text(&row, "address_hash")?)))
+            .transpose()
+    }
+
     /// Lifts the given suppressions (a recorded event, never a deletion).
     /// Returns the ids that were in force and are now lifted.
     ///

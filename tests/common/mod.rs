@@ -174,3 +174,27 @@ pub fn json(output: &Output) -> serde_json::Value {
         )
     })
 }
+
+/// A confirmed opt-in for `address` from `company`, with `proof`.
+#[allow(dead_code)]
+pub fn consent(address: &str, company: &str, proof: &[u8]) -> bouncegate::service::ConsentRequest {
+    bouncegate::service::ConsentRequest {
+        address: address.into(),
+        company: company.into(),
+        brand: None,
+        channel: bouncegate::model::Channel::Email,
+        confirmed_at: None,
+        proof: String::new(),
+        proof_name: None,
+        source: "test".into(),
+        proof_bytes: Some(proof.to_vec()),
+    }
+}
+
+/// An erasure request for `address`.
+#[allow(dead_code)]
+pub fn erasure(address: &str) -> bouncegate::service::ErasureRequest {
+    bouncegate::service::ErasureRequest {
+        address: address.into(),
+    }
+}

@@ -1,11 +1,20 @@
 //! The one service layer the edges (CLI, HTTP API) call: checks requests against the configured
 //! organisation, asks `policy` for decisions and `store` for records. No rule lives twice.
 
+mod listing;
+mod unsubscribe;
+
 use std::sync::Arc;
 
 use sha2::Digest;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+pub use listing::{
+    BlockedPage, BlockedQuery, DEFAULT_PAGE, EventPage, EventsQuery, MAX_PAGE, Page,
+    QueueActReport, SuppressionPage, SuppressionsQuery,
+};
+pub use unsubscribe::{OneClickOutcome, OneClickRequest, UnsubscribeTarget, verified_send};
 
 use crate::address::{AddressError, EmailAddress};
 use crate::config::Config;
@@ -23,6 +32,22 @@ use crate::store::{
 /// How far ahead of this clock a given time may be (other clocks are not exact).
 const MAX_CLOCK_SKEW_MINUTES: i64 = 5;
 
+/// What kind of failure a [`ServiceError`] is: each edge maps it once (the CLI to exit codes,
+/// HTTP to statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or names something that is not configured.
+    Invalid,
+    /// What the request names does not exist.
+    NotFound,
+    /// The request is understood and refused by a rule.
+    Refused,
+    /// Stored data no longer matches its seal.
+    Tampered,
+    /// The store failed; trying again later may work.
+    Unavailable,
+}
+
 /// A request the service refuses, or a store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -32,7 +57,7 @@ pub enum ServiceError {
     UnknownCompany(String),
     #[error("brand {brand:?} is not a brand of company {company:?}")]
     UnknownBrand { company: String, brand: String },
-    #[error("a brand needs its company (--company)")]
+    #[error("a brand needs its company")]
     BrandWithoutCompany,
     #[error(
         "{0} suppressions are global (the mailbox is dead for everyone): give no company or brand"
@@ -43,17 +68,17 @@ pub enum ServiceError {
     )]
     NoteRequired,
     #[error(
-        "lifting an unsubscribe whose sender was not authenticated needs a note (--note): say why, it is shown beside the lift"
+        "lifting an unsubscribe whose sender was not authenticated needs a note: say why, it is shown beside the lift"
     )]
     LiftNoteRequired,
-    #[error("event {0} is not an unsubscribe mail held for review (see `bouncegate review`)")]
+    #[error("event {0} is not an unsubscribe mail held for review")]
     NotHeld(i64),
     #[error(
         "created_at {0} is in the future: a suppression dated later than now could not be lifted by the owner's opt-in"
     )]
     CreatedInFuture(String),
     #[error(
-        "evidence {id} does not match the SHA-256 recorded when it arrived (expected {expected}, the stored bytes give {actual}): it was changed in the database; run `bouncegate evidence verify`"
+        "evidence {id} does not match the SHA-256 recorded when it arrived (expected {expected}, the stored bytes give {actual}): it was changed in the database; verify the evidence chain"
     )]
     EvidenceTampered {
         id: i64,
@@ -62,37 +87,203 @@ pub enum ServiceError {
     },
     #[error("the consent is dated in the future ({0})")]
     ConsentInFuture(String),
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: i64 },
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// A suppression to record through the service (validated against the organisation).
-#[derive(Debug, Clone)]
-pub struct SuppressRequest<'a> {
-    pub address: &'a str,
-    pub reason: Reason,
-    pub company: Option<&'a str>,
-    pub brand: Option<&'a str>,
-    pub channel: Channel,
-    pub note: Option<&'a str>,
-    pub source: Source,
-    pub created_at: Option<Timestamp>,
-    pub expires_at: Option<Timestamp>,
+impl ServiceError {
+    /// The kind of failure, for the edges' tables.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::Address { .. }
+            | ServiceError::UnknownCompany(_)
+            | ServiceError::UnknownBrand { .. }
+            | ServiceError::BrandWithoutCompany
+            | ServiceError::BounceNotGlobal(_)
+            | ServiceError::NoteRequired
+            | ServiceError::LiftNoteRequired
+            | ServiceError::CreatedInFuture(_)
+            | ServiceError::ConsentInFuture(_)
+            | ServiceError::Invalid(_) => ErrorKind::Invalid,
+            ServiceError::NotHeld(_) | ServiceError::NotFound { .. } => ErrorKind::NotFound,
+            ServiceError::EvidenceTampered { .. } => ErrorKind::Tampered,
+            ServiceError::Store(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    /// A stable machine-readable code (API error bodies; never reworded).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::Address { .. } => "invalid_address",
+            ServiceError::UnknownCompany(_) => "unknown_company",
+            ServiceError::UnknownBrand { .. } => "unknown_brand",
+            ServiceError::BrandWithoutCompany => "brand_without_company",
+            ServiceError::BounceNotGlobal(_) => "bounce_not_global",
+            ServiceError::NoteRequired => "note_required",
+            ServiceError::LiftNoteRequired => "lift_note_required",
+            ServiceError::NotHeld(_) => "not_held",
+            ServiceError::CreatedInFuture(_) => "created_in_future",
+            ServiceError::EvidenceTampered { .. } => "evidence_tampered",
+            ServiceError::ConsentInFuture(_) => "consent_in_future",
+            ServiceError::NotFound { .. } => "not_found",
+            ServiceError::Invalid(_) => "invalid_request",
+            ServiceError::Store(_) => "store_unavailable",
+        }
+    }
 }
 
-/// Which suppressions to lift.
-#[derive(Debug, Clone, Default)]
-pub struct LiftRequest<'a> {
+/// A send question as the edges ask it (`bouncegate check`, `GET /v1/check`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CheckQuery {
+    /// The recipient address.
+    pub address: String,
+    /// The company (a `[[companies]]` id).
+    pub company: String,
+    /// One of the company's brands.
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// `promotional` (the default) or `service`.
+    #[serde(default)]
+    #[param(value_type = Option<MailClass>)]
+    pub class: MailClass,
+    /// `email` (the default) or `postal`.
+    #[serde(default)]
+    #[param(value_type = Option<Channel>)]
+    pub channel: Channel,
+}
+
+impl CheckQuery {
+    /// The policy question it asks.
+    pub fn request(&self) -> CheckRequest<'_> {
+        CheckRequest {
+            company: &self.company,
+            brand: self.brand.as_deref(),
+            class: self.class,
+            channel: self.channel,
+        }
+    }
+}
+
+/// A suppression to record (`bouncegate suppress`, `POST /v1/suppressions`, import rows).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressRequest {
+    pub address: String,
+    pub reason: Reason,
+    #[serde(default)]
+    pub company: Option<String>,
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// `email` (the default) or `postal`.
+    #[serde(default)]
+    pub channel: Channel,
+    /// Why; required for `manual`.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// When it stops counting (default: never).
+    #[serde(default, deserialize_with = "crate::model::deserialize_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    /// Who asks (set by the edge, not by the caller).
+    #[serde(skip, default = "api_source")]
+    #[schema(ignore)]
+    pub source: Source,
+    /// When it began, for imports of older blocks (set by the edge).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub created_at: Option<Timestamp>,
+}
+
+fn api_source() -> Source {
+    Source::Api
+}
+
+/// Which suppressions to lift (`bouncegate lift`, `POST /v1/suppressions/{id}/lift`).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LiftRequest {
+    #[serde(default)]
     pub reason: Option<Reason>,
-    pub company: Option<&'a str>,
-    pub brand: Option<&'a str>,
+    #[serde(default)]
+    pub company: Option<String>,
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
     pub channel: Option<Channel>,
-    pub lifted_by: &'a str,
-    pub note: Option<&'a str>,
+    /// Why it is lifted (kept with the record; required for unverified unsubscribes).
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Only this suppression (the API's path names it).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub id: Option<i64>,
+    /// Who lifts it (set by the edge).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub lifted_by: String,
+}
+
+/// The owner's confirmed opt-in (`bouncegate consent`, `POST /v1/consents`).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentRequest {
+    pub address: String,
+    pub company: String,
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub channel: Channel,
+    /// When the owner confirmed (default: now).
+    #[serde(default, deserialize_with = "crate::model::deserialize_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub confirmed_at: Option<Timestamp>,
+    /// The proof of the opt-in (the confirmation mail or log line), as text.
+    pub proof: String,
+    /// A name for the proof (a file name).
+    #[serde(default)]
+    pub proof_name: Option<String>,
+    /// Where the consent came from (set by the edge).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub source: String,
+    /// The proof's bytes when they are not text (set by the CLI from a file).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub proof_bytes: Option<Vec<u8>>,
+}
+
+/// An erasure request (`bouncegate erase`, `POST /v1/erasure`).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    pub address: String,
+}
+
+/// What recording a suppression did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SuppressReport {
+    /// The suppression's id, new or the one already in force.
+    pub id: i64,
+    /// Whether it is new (`false`: the same one was already in force).
+    pub added: bool,
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ErasureReport {
+    pub erased: bool,
+    #[serde(flatten)]
+    pub outcome: EraseOutcome,
 }
 
 /// What a lift did: staff may lift bounces and manual blocks, never the owner's opt-outs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LiftReport {
     pub lifted: Vec<SuppressionRecord>,
     /// Unsubscribes and complaints that matched and were left standing.
@@ -100,17 +291,18 @@ pub struct LiftReport {
 }
 
 /// The status of an address, per company and brand.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatusReport {
     pub address: String,
     #[serde(serialize_with = "crate::model::serialize_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub erased_at: Option<Timestamp>,
     pub companies: Vec<CompanyStatus>,
     pub suppressions: Vec<SuppressionRecord>,
 }
 
 /// The status for one company and each of its brands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CompanyStatus {
     pub company: String,
     pub status: ContactStatus,
@@ -118,7 +310,7 @@ pub struct CompanyStatus {
 }
 
 /// The status for one brand.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BrandStatus {
     pub brand: String,
     pub status: ContactStatus,
@@ -212,6 +404,14 @@ impl SuppressionService {
         Ok(self.decide(&records, request))
     }
 
+    /// [`SuppressionService::check`] as the edges ask it.
+    ///
+    /// # Errors
+    /// Invalid address, unknown company or brand, store failure.
+    pub async fn check_query(&self, query: &CheckQuery) -> Result<Verdict, ServiceError> {
+        self.check(&query.address, query.request()).await
+    }
+
     /// The decision for records already loaded (bulk filtering).
     pub fn decide(&self, records: &AddressRecords, request: CheckRequest<'_>) -> Verdict {
         let query = SendQuery {
@@ -282,14 +482,18 @@ impl SuppressionService {
     /// Invalid address, scope or reason/scope combination, missing note.
     pub fn prepare_suppression(
         &self,
-        request: &SuppressRequest<'_>,
+        request: &SuppressRequest,
     ) -> Result<NewSuppression, ServiceError> {
-        let address = Self::parse_address(request.address)?;
-        let scope = self.scope(request.company, request.brand)?;
+        let address = Self::parse_address(&request.address)?;
+        let scope = self.scope(request.company.as_deref(), request.brand.as_deref())?;
         if request.reason.is_bounce() && scope != Scope::Global {
             return Err(ServiceError::BounceNotGlobal(request.reason));
         }
-        let note = request.note.map(str::trim).filter(|n| !n.is_empty());
+        let note = request
+            .note
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
         if request.reason == Reason::Manual && note.is_none() {
             return Err(ServiceError::NoteRequired);
         }
@@ -322,10 +526,14 @@ impl SuppressionService {
     /// See [`SuppressionService::prepare_suppression`]; store failure.
     pub async fn suppress(
         &self,
-        request: &SuppressRequest<'_>,
-    ) -> Result<AddOutcome, ServiceError> {
+        request: &SuppressRequest,
+    ) -> Result<SuppressReport, ServiceError> {
         let new = self.prepare_suppression(request)?;
-        Ok(self.store.add_suppression(&new, chrono::Utc::now()).await?)
+        let outcome = self.store.add_suppression(&new, chrono::Utc::now()).await?;
+        Ok(SuppressReport {
+            id: outcome.id(),
+            added: matches!(outcome, AddOutcome::Added(_)),
+        })
     }
 
     /// Records validated suppressions in one transaction.
@@ -350,29 +558,43 @@ impl SuppressionService {
     pub async fn lift(
         &self,
         address: &str,
-        request: &LiftRequest<'_>,
+        request: &LiftRequest,
     ) -> Result<LiftReport, ServiceError> {
         let address = Self::parse_address(address)?;
-        let scope = match (request.company, request.brand) {
+        self.lift_hash(&self.store.hash(&address), request).await
+    }
+
+    async fn lift_hash(
+        &self,
+        hash: &crate::secret::AddressHash,
+        request: &LiftRequest,
+    ) -> Result<LiftReport, ServiceError> {
+        let scope = match (request.company.as_deref(), request.brand.as_deref()) {
             (None, None) => None,
             (company, brand) => Some(self.scope(company, brand)?),
         };
-        let records = self.store.records(&self.store.hash(&address)).await?;
+        let records = self.store.records(hash).await?;
         let (refused, liftable): (Vec<_>, Vec<_>) = records
             .suppressions
             .into_iter()
+            .filter(|s| request.id.is_none_or(|id| id == s.id))
             .filter(|s| request.reason.is_none_or(|r| r == s.reason))
             .filter(|s| request.channel.is_none_or(|c| c == s.channel))
             .filter(|s| scope.as_ref().is_none_or(|scope| *scope == s.scope))
             .partition(|s| s.is_owners_opt_out());
         let unverified = liftable.iter().any(|s| s.source == Source::UnverifiedMail);
-        if unverified && request.note.is_none_or(|n| n.trim().is_empty()) {
+        let note = request
+            .note
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        if unverified && note.is_none() {
             return Err(ServiceError::LiftNoteRequired);
         }
         let ids: Vec<i64> = liftable.iter().map(|s| s.id).collect();
         let lifted_ids = self
             .store
-            .lift(&ids, request.lifted_by, request.note, chrono::Utc::now())
+            .lift(&ids, &request.lifted_by, note, chrono::Utc::now())
             .await?;
         Ok(LiftReport {
             lifted: liftable
@@ -383,39 +605,59 @@ impl SuppressionService {
         })
     }
 
+    /// Lifts one suppression by its id (the API's `POST /v1/suppressions/{id}/lift`), by the
+    /// same rules as [`SuppressionService::lift`].
+    ///
+    /// # Errors
+    /// No such suppression in force, a missing note, store failure.
+    pub async fn lift_by_id(
+        &self,
+        id: i64,
+        request: &LiftRequest,
+    ) -> Result<LiftReport, ServiceError> {
+        let not_found = ServiceError::NotFound {
+            what: "suppression in force",
+            id,
+        };
+        let hash = self.store.suppression_hash(id).await?.ok_or(not_found)?;
+        let request = LiftRequest {
+            id: Some(id),
+            ..request.clone()
+        };
+        self.lift_hash(&hash, &request).await
+    }
+
     /// Records the owner's confirmed opt-in, lifting their older opt-outs in its scope.
     ///
     /// # Errors
     /// Invalid address or scope, a date in the future, store failure.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn consent(
-        &self,
-        address: &str,
-        company: &str,
-        brand: Option<&str>,
-        channel: Channel,
-        confirmed_at: Option<Timestamp>,
-        proof: Vec<u8>,
-        proof_name: Option<String>,
-        source: &str,
-    ) -> Result<ConsentOutcome, ServiceError> {
-        let address = Self::parse_address(address)?;
-        let scope = self.scope(Some(company), brand)?;
+    pub async fn consent(&self, request: &ConsentRequest) -> Result<ConsentOutcome, ServiceError> {
+        let address = Self::parse_address(&request.address)?;
+        let scope = self.scope(Some(&request.company), request.brand.as_deref())?;
         let now = chrono::Utc::now();
-        let confirmed_at = confirmed_at.unwrap_or(now);
-        if confirmed_at > now + chrono::Duration::minutes(5) {
+        let confirmed_at = request.confirmed_at.unwrap_or(now);
+        if confirmed_at > now + chrono::Duration::minutes(MAX_CLOCK_SKEW_MINUTES) {
             return Err(ServiceError::ConsentInFuture(crate::model::format_time(
                 &confirmed_at,
             )));
         }
+        let proof = match &request.proof_bytes {
+            Some(bytes) => bytes.clone(),
+            None => request.proof.as_bytes().to_vec(),
+        };
+        if proof.iter().all(u8::is_ascii_whitespace) {
+            return Err(ServiceError::Invalid(
+                "a consent needs its proof (the confirmation the owner gave)".into(),
+            ));
+        }
         let consent = NewConsent {
             address,
-            channel,
+            channel: request.channel,
             scope,
             confirmed_at,
-            source: source.to_string(),
+            source: request.source.clone(),
             proof,
-            proof_name,
+            proof_name: request.proof_name.clone(),
         };
         Ok(self.store.record_consent(&consent, now).await?)
     }
@@ -424,9 +666,13 @@ impl SuppressionService {
     ///
     /// # Errors
     /// Invalid address, store failure.
-    pub async fn erase(&self, address: &str, actor: &str) -> Result<EraseOutcome, ServiceError> {
-        let address = Self::parse_address(address)?;
-        Ok(self
+    pub async fn erase(
+        &self,
+        request: &ErasureRequest,
+        actor: &str,
+    ) -> Result<ErasureReport, ServiceError> {
+        let address = Self::parse_address(&request.address)?;
+        let outcome = self
             .store
             .erase(
                 &address,
@@ -434,7 +680,11 @@ impl SuppressionService {
                 actor,
                 chrono::Utc::now(),
             )
-            .await?)
+            .await?;
+        Ok(ErasureReport {
+            erased: true,
+            outcome,
+        })
     }
 
     /// Plain unsubscribe mails held for review (unauthenticated, past the per-IP limit).
