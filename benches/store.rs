@@ -8,9 +8,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bouncegate::bulk::{self, Format};
 use bouncegate::config::Config;
 use bouncegate::model::{Channel, MailClass};
+use bouncegate::service::bulk::{self, Format};
 use bouncegate::service::{CheckRequest, SuppressionService};
 use bouncegate::store::Store;
 

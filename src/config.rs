@@ -49,6 +49,7 @@ pub struct Config {
     pub inbound: InboundConfig,
     pub relay: RelayConfig,
     pub http: HttpConfig,
+    pub log: LogConfig,
     pub policy: PolicyConfig,
     pub analysis: AnalysisConfig,
     pub companies: Vec<CompanyConfig>,
@@ -513,6 +514,10 @@ pub struct HttpConfig {
     /// Base of the links put into List-Unsubscribe.
     pub public_url: String,
     pub tokens: Vec<ApiToken>,
+    /// Largest request body (bulk filter and import stream past it).
+    pub max_body_size: usize,
+    /// Requests served at once; more wait.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpConfig {
@@ -521,25 +526,112 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
             public_url: "http://127.0.0.1:8025".into(),
             tokens: Vec::new(),
+            max_body_size: 1024 * 1024,
+            max_concurrent_requests: 512,
         }
     }
 }
 
-/// An API bearer token and what it may do.
+impl HttpConfig {
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.max_body_size == 0 {
+            return Err(("http.max_body_size".into(), "must be at least 1".into()));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err((
+                "http.max_concurrent_requests".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err((
+                "http.public_url".into(),
+                format!("{:?} is not an http(s) URL", self.public_url),
+            ));
+        }
+        for (i, token) in self.tokens.iter().enumerate() {
+            token
+                .check()
+                .map_err(|(key, message)| (format!("http.tokens[{i}].{key}"), message))?;
+        }
+        Ok(())
+    }
+}
+
+/// Shortest plain API token accepted (a guessable token is no lock).
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// An API bearer token and what it may do: `token` in plain text, or `token_hash`, its SHA-256
+/// in hex (so the config file does not hold the secret).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiToken {
-    pub token: String,
+    /// A name for logs (which token was used); never the token.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_hash: Option<String>,
     pub role: ApiRole,
 }
 
-/// What an API token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+impl ApiToken {
+    fn check(&self) -> Result<(), (String, String)> {
+        match (&self.token, &self.token_hash) {
+            (Some(_), Some(_)) => Err((
+                "token_hash".into(),
+                "give token or token_hash, not both".into(),
+            )),
+            (None, None) => Err((
+                "token".into(),
+                "give token or token_hash (its SHA-256 in hex)".into(),
+            )),
+            (Some(token), None) if token.len() < MIN_TOKEN_LEN => Err((
+                "token".into(),
+                format!("is shorter than {MIN_TOKEN_LEN} characters: too easy to guess"),
+            )),
+            (None, Some(hash))
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                Err((
+                    "token_hash".into(),
+                    "is not a SHA-256 in hex (64 characters 0-9, a-f)".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What an API token may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiRole {
+    /// Queries and evidence download.
     Read,
+    /// Also suppress, lift, consent, erase, import.
     Write,
+    /// Also queue control.
     Admin,
+}
+
+/// `[log]`: how the gateway logs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Lines for people (colour only on a terminal).
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[policy]`: the knobs of the send decision.
@@ -641,6 +733,7 @@ impl Config {
             .inbound
             .normalize()
             .and_then(|()| config.relay.check())
+            .and_then(|()| config.http.check())
             .map_err(|(key, message)| invalid(line_of_key(text, &key), key, message))?;
         Ok(config)
     }

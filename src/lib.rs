@@ -6,12 +6,13 @@
 
 pub mod address;
 pub mod analysis;
-pub mod bulk;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod inbound;
 pub mod log_limit;
 pub mod message;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod queue;

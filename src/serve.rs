@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::analysis::{Analyzer, BounceRules};
+use crate::api::HttpHandle;
 use crate::config::Config;
 use crate::inbound::InboundSink;
 use crate::queue::Delivery;
@@ -65,6 +66,7 @@ pub struct Gateway {
     pub store: Store,
     pub inbound: ServerHandle,
     pub relay: ServerHandle,
+    pub http: HttpHandle,
     delivery: tokio::task::JoinHandle<()>,
     stop_delivery: tokio::sync::watch::Sender<bool>,
 }
@@ -75,6 +77,7 @@ impl Gateway {
     /// # Errors
     /// The store cannot be opened, the rules or TLS files are invalid, or a port cannot be bound.
     pub async fn start(config: Arc<Config>) -> anyhow::Result<Gateway> {
+        crate::metrics::init();
         let store = Store::open(&config.database.url, config.database.max_connections).await?;
         tracing::info!(
             database = %crate::cli::redact(&config.database.url),
@@ -88,6 +91,7 @@ impl Gateway {
         let queued = Arc::new(tokio::sync::Notify::new());
         let service = SuppressionService::new(store.clone(), config.clone());
         let relay = start_relay(&config, service.clone(), keys, queued.clone()).await?;
+        let http = start_http(&config, service.clone()).await?;
         let hostname = config.relay_hostname();
         let upstream = LettreUpstream::new(&config.relay, &hostname)
             .map_err(|e| anyhow::anyhow!("relay.upstream: {e}"))?;
@@ -108,6 +112,7 @@ impl Gateway {
             store,
             inbound,
             relay,
+            http,
             delivery,
             stop_delivery,
         })
@@ -115,12 +120,36 @@ impl Gateway {
 
     /// Stops accepting, lets sessions and delivery attempts finish, and closes the store.
     pub async fn stop(self) {
+        self.http.shutdown().await;
         self.relay.shutdown().await;
         self.inbound.shutdown().await;
         let _ = self.stop_delivery.send(true);
         let _ = self.delivery.await;
         self.store.close().await;
     }
+}
+
+async fn start_http(
+    config: &Arc<Config>,
+    service: SuppressionService,
+) -> anyhow::Result<HttpHandle> {
+    if config.http.tokens.is_empty() {
+        tracing::warn!(
+            "no [[http.tokens]]: the API answers 401 to everything but one-click unsubscribes, /metrics and /openapi.json"
+        );
+    }
+    for token in config.http.tokens.iter().filter(|t| t.token.is_some()) {
+        tracing::warn!(
+            token = token.name.as_deref().unwrap_or("(unnamed)"),
+            "API token in plain text: store `token_hash` (its SHA-256 in hex) instead"
+        );
+    }
+    let router = crate::api::router(crate::api::ApiState::new(service, config), config);
+    let handle = crate::api::spawn(config.http.listen, router)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+    tracing::info!(address = %handle.local_addr(), "HTTP API listening");
+    Ok(handle)
 }
 
 async fn start_inbound(

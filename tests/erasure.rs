@@ -38,7 +38,7 @@ fn config(db: &TestDb, upstream: u16, keep: bool) -> Arc<Config> {
     let text = format!(
         "[database]\nurl = {:?}\n[erasure]\nkeep_opt_out_evidence = {keep}\n\
          [inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"{DOMAIN}\"\ndns_resolver = \"127.0.0.1:9\"\n\
-         [relay]\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{upstream}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[relay]\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{upstream}\"\n\
          [[relay.clients]]\nuser = \"news\"\npassword = \"s3cret\"\ncompany = \"acme\"\nbrands = [\"news\"]\n\
          {ORGANISATION}",
         db.url

@@ -38,7 +38,7 @@ fn serve(dir: &Path, port: u16, trust_unsigned: bool) -> Child {
         &config,
         format!(
             "[database]\nurl = \"sqlite://{}\"\n[inbound]\nlisten = \"127.0.0.1:{port}\"\ndomain = \"{DOMAIN}\"\n\
-             trust_unsigned_bounces = {trust_unsigned}\n[relay]\nlisten = \"127.0.0.1:0\"\n{ORGANISATION}",
+             trust_unsigned_bounces = {trust_unsigned}\n[http]\nlisten = \"127.0.0.1:0\"\n[relay]\nlisten = \"127.0.0.1:0\"\n{ORGANISATION}",
             dir.join("bouncegate.db").display()
         ),
     )

@@ -107,7 +107,7 @@ fn config(db: &TestDb, upstream_port: u16, extra: &str) -> Arc<Config> {
     let text = format!(
         "[database]\nurl = {:?}\nmax_connections = 4\n\
          [inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"{DOMAIN}\"\ndns_resolver = \"127.0.0.1:9\"\n\
-         [http]\npublic_url = \"https://unsub.example.org\"\n\
+         [http]\npublic_url = \"https://unsub.example.org\"\nlisten = \"127.0.0.1:0\"\n\
          [relay]\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{upstream_port}\"\nretry_schedule = [\"1s\"]\n{extra}\n\
          {CLIENTS}\n{ORGANISATION}",
         db.url
@@ -831,7 +831,7 @@ async fn dkim_signatures_verify_with_an_independent_verifier() {
         );
         let text = format!(
             "[database]\nurl = {:?}\n[inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"{DOMAIN}\"\n\
-             [relay]\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n[relay]\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n\
              [[relay.clients]]\nuser = \"news\"\npassword = \"s3cret\"\ncompany = \"acme\"\nbrands = [\"news\"]\n{organisation}",
             db.url,
             upstream.local_addr().port()

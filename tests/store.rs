@@ -4,9 +4,9 @@ mod common;
 
 use std::sync::Arc;
 
-use bouncegate::bulk::{self, Format};
 use bouncegate::config::Config;
 use bouncegate::model::{Channel, ContactStatus, MailClass, Reason, Source};
+use bouncegate::service::bulk::{self, Format};
 use bouncegate::service::{CheckRequest, LiftRequest, SuppressRequest, SuppressionService};
 use bouncegate::store::{NewEvidence, Store};
 use common::{ORGANISATION, TestDb, databases};

@@ -8,7 +8,20 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Audience, EXIT_NEGATIVE, EXIT_OK, print_json};
-use crate::bulk::{self, Format, Progress};
+use crate::service::bulk::{self, Format, Progress};
+
+/// The terminal's progress bar draws the service's progress.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn update(&self, done: u64) {
+        self.0.set_position(done);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
 use crate::service::SuppressionService;
 
 #[derive(Debug, clap::Args)]
@@ -16,7 +29,7 @@ pub struct ImportArgs {
     /// CSV (header row: email, reason [, company, brand, channel, note, created_at]) or JSONL; - for stdin.
     file: PathBuf,
     /// Format (default: jsonl for .jsonl/.ndjson files, else csv).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::parse_word::<Format>)]
     format: Option<Format>,
     /// Answer as JSON.
     #[arg(long)]
@@ -26,7 +39,7 @@ pub struct ImportArgs {
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     /// Format.
-    #[arg(long, value_enum, default_value = "csv")]
+    #[arg(long, default_value = "csv", value_parser = super::parse_word::<Format>)]
     format: Format,
     /// Write here instead of standard output.
     #[arg(long, short)]
@@ -52,9 +65,9 @@ pub struct FilterArgs {
 }
 
 /// A progress bar over `total` bytes, drawn only on a terminal.
-fn progress_bar(total: Option<u64>, what: &str) -> ProgressBar {
+fn progress_bar(total: Option<u64>, what: &str) -> Bar {
     if !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+        return Bar(ProgressBar::hidden());
     }
     let bar = match total {
         Some(total) => ProgressBar::new(total),
@@ -66,7 +79,7 @@ fn progress_bar(total: Option<u64>, what: &str) -> ProgressBar {
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
-    bar
+    Bar(bar)
 }
 
 fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead>, Option<u64>)> {

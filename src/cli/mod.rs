@@ -198,10 +198,12 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
     let kind = error.chain().find_map(|cause| {
         cause
             .downcast_ref::<ServiceError>()
-            .or_else(|| match cause.downcast_ref::<crate::bulk::BulkError>() {
-                Some(crate::bulk::BulkError::Service(e)) => Some(e),
-                _ => None,
-            })
+            .or_else(
+                || match cause.downcast_ref::<crate::service::bulk::BulkError>() {
+                    Some(crate::service::bulk::BulkError::Service(e)) => Some(e),
+                    _ => None,
+                },
+            )
             .map(ServiceError::kind)
     });
     match kind {

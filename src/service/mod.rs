@@ -1,6 +1,7 @@
 //! The one service layer the edges (CLI, HTTP API) call: checks requests against the configured
 //! organisation, asks `policy` for decisions and `store` for records. No rule lives twice.
 
+pub mod bulk;
 mod listing;
 mod unsubscribe;
 

@@ -9,10 +9,10 @@ use std::io::{self, BufRead, Write};
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::{CheckRequest, ServiceError, SuppressRequest, SuppressionService};
 use crate::address::EmailAddress;
 use crate::model::{Channel, SuppressionRecord, format_time, parse_time};
 use crate::policy::Verdict;
-use crate::service::{CheckRequest, ServiceError, SuppressRequest, SuppressionService};
 use crate::store::NewSuppression;
 
 /// Rows written per transaction.
@@ -44,10 +44,23 @@ pub enum BulkError {
 }
 
 /// File formats of import and export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Format {
+    #[default]
     Csv,
     Jsonl,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "csv" => Ok(Format::Csv),
+            "jsonl" | "ndjson" => Ok(Format::Jsonl),
+            other => Err(format!("{other:?} is not a format (csv or jsonl)")),
+        }
+    }
 }
 
 /// One row of an import or export file; the same field names in CSV and JSONL.
@@ -75,14 +88,14 @@ fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
 }
 
 /// A row that was not imported or not filtered, with its line in the file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RowError {
     pub line: u64,
     pub message: String,
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub rows: u64,
     pub added: u64,
@@ -203,15 +216,6 @@ pub trait Progress {
 impl Progress for () {
     fn update(&self, _: u64) {}
     fn finish(&self) {}
-}
-
-impl Progress for indicatif::ProgressBar {
-    fn update(&self, done: u64) {
-        self.set_position(done);
-    }
-    fn finish(&self) {
-        self.finish_and_clear();
-    }
 }
 
 impl From<io::Error> for BulkError {
@@ -594,6 +598,41 @@ pub async fn filter<R: BufRead, W: Write, X: Write>(
     rejected: Option<X>,
     progress: &dyn Progress,
 ) -> Result<FilterReport, BulkError> {
+    filter_with(service, input, request, progress, |delimiter, is_csv| {
+        Box::new(Output::new(sendable, rejected, delimiter, is_csv))
+    })
+    .await
+}
+
+/// [`filter`] with one decision per entry written to `output` as a line of JSON, in input
+/// order: `{"line": 3, "email": "…", "sendable": false, "reason": "unsubscribe (company:acme)"}`.
+///
+/// # Errors
+/// See [`filter`].
+pub async fn filter_decisions<R: BufRead, W: Write>(
+    service: &SuppressionService,
+    input: R,
+    request: CheckRequest<'_>,
+    output: W,
+    progress: &dyn Progress,
+) -> Result<FilterReport, BulkError> {
+    filter_with(service, input, request, progress, |_, _| {
+        Box::new(JsonDecisions {
+            output: io::BufWriter::new(output),
+            column: 0,
+            line: 0,
+        })
+    })
+    .await
+}
+
+async fn filter_with<'o, R: BufRead>(
+    service: &SuppressionService,
+    input: R,
+    request: CheckRequest<'_>,
+    progress: &dyn Progress,
+    output: impl FnOnce(u8, bool) -> Box<dyn Decisions + 'o>,
+) -> Result<FilterReport, BulkError> {
     service.scope(Some(request.company), request.brand)?;
     let mut input = skip_bom(io::BufReader::new(LineLimit::new(input)))?;
     let header = first_line(&mut input)?;
@@ -601,7 +640,8 @@ pub async fn filter<R: BufRead, W: Write, X: Write>(
     let is_csv = header
         .split(delimiter as char)
         .any(|f| f.trim().trim_matches('"').eq_ignore_ascii_case("email"));
-    let mut out = Output::new(sendable, rejected, delimiter, is_csv);
+    let mut out = output(delimiter, is_csv);
+    let out = out.as_mut();
     let mut report = FilterReport::default();
     let mut pending = Vec::with_capacity(FILTER_BATCH);
     if is_csv {
@@ -614,7 +654,7 @@ pub async fn filter<R: BufRead, W: Write, X: Write>(
             .iter()
             .position(|h| h.trim().eq_ignore_ascii_case("email"))
             .ok_or(BulkError::MissingColumn("email"))?;
-        out.write_headers(&headers)?;
+        out.headers(&headers, column)?;
         let mut record = csv::StringRecord::new();
         while reader.read_record(&mut record)? {
             let address = parse_entry(record.get(column).unwrap_or(""));
@@ -623,12 +663,12 @@ pub async fn filter<R: BufRead, W: Write, X: Write>(
                 address,
             });
             if pending.len() >= FILTER_BATCH {
-                decide_batch(service, request, &mut pending, &mut out, &mut report).await?;
+                decide_batch(service, request, &mut pending, out, &mut report).await?;
                 progress.update(reader.position().byte());
             }
         }
     } else {
-        out.write_headers(&csv::StringRecord::from(vec!["email"]))?;
+        out.headers(&csv::StringRecord::from(vec!["email"]), 0)?;
         let mut bytes = 0;
         let mut text = String::new();
         loop {
@@ -647,12 +687,12 @@ pub async fn filter<R: BufRead, W: Write, X: Write>(
                 record: Entry::Line(entry.to_string()),
             });
             if pending.len() >= FILTER_BATCH {
-                decide_batch(service, request, &mut pending, &mut out, &mut report).await?;
+                decide_batch(service, request, &mut pending, out, &mut report).await?;
                 progress.update(bytes);
             }
         }
     }
-    decide_batch(service, request, &mut pending, &mut out, &mut report).await?;
+    decide_batch(service, request, &mut pending, out, &mut report).await?;
     out.flush()?;
     progress.finish();
     Ok(report)
@@ -665,11 +705,11 @@ fn parse_entry(text: &str) -> Result<EmailAddress, String> {
     EmailAddress::parse(text).map_err(|e| format!("invalid address: {e}"))
 }
 
-async fn decide_batch<W: Write, X: Write>(
+async fn decide_batch(
     service: &SuppressionService,
     request: CheckRequest<'_>,
     pending: &mut Vec<Pending>,
-    out: &mut Output<W, X>,
+    out: &mut dyn Decisions,
     report: &mut FilterReport,
 ) -> Result<(), BulkError> {
     let valid: Vec<EmailAddress> = pending
@@ -721,6 +761,67 @@ fn describe(verdict: &Verdict) -> String {
         .join("; ")
 }
 
+/// Where filter decisions go.
+trait Decisions {
+    /// The input's header (`column` holds the address).
+    fn headers(&mut self, headers: &csv::StringRecord, column: usize) -> Result<(), BulkError>;
+    fn sendable(&mut self, entry: &Entry) -> Result<(), BulkError>;
+    fn rejected(&mut self, entry: &Entry, reason: &str) -> Result<(), BulkError>;
+    fn flush(&mut self) -> Result<(), BulkError>;
+}
+
+/// One JSON line per decision.
+struct JsonDecisions<W: Write> {
+    output: io::BufWriter<W>,
+    column: usize,
+    line: u64,
+}
+
+#[derive(Serialize)]
+struct Decision<'a> {
+    /// The entry's number in the input (1 = the first address).
+    entry: u64,
+    email: &'a str,
+    sendable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+impl<W: Write> JsonDecisions<W> {
+    fn write(&mut self, entry: &Entry, reason: Option<&str>) -> Result<(), BulkError> {
+        self.line += 1;
+        let email = match entry {
+            Entry::Line(text) => text.as_str(),
+            Entry::Csv(record) => record.get(self.column).unwrap_or("").trim(),
+        };
+        let decision = Decision {
+            entry: self.line,
+            email,
+            sendable: reason.is_none(),
+            reason,
+        };
+        serde_json::to_writer(&mut self.output, &decision).map_err(io::Error::other)?;
+        self.output.write_all(b"\n")?;
+        Ok(())
+    }
+}
+
+impl<W: Write> Decisions for JsonDecisions<W> {
+    fn headers(&mut self, _: &csv::StringRecord, column: usize) -> Result<(), BulkError> {
+        self.column = column;
+        Ok(())
+    }
+    fn sendable(&mut self, entry: &Entry) -> Result<(), BulkError> {
+        self.write(entry, None)
+    }
+    fn rejected(&mut self, entry: &Entry, reason: &str) -> Result<(), BulkError> {
+        self.write(entry, Some(reason))
+    }
+    fn flush(&mut self) -> Result<(), BulkError> {
+        Ok(self.output.flush()?)
+    }
+}
+
 /// Where filter results go: sendable entries as they came; rejected ones as CSV with a `reason` column.
 struct Output<W: Write, X: Write> {
     sendable: Sink<W>,
@@ -739,8 +840,10 @@ impl<W: Write, X: Write> Output<W, X> {
             }),
         }
     }
+}
 
-    fn write_headers(&mut self, headers: &csv::StringRecord) -> Result<(), BulkError> {
+impl<W: Write, X: Write> Decisions for Output<W, X> {
+    fn headers(&mut self, headers: &csv::StringRecord, _: usize) -> Result<(), BulkError> {
         if let Sink::Csv(writer) = &mut self.sendable {
             writer.write_record(headers)?;
         }

@@ -1,0 +1,158 @@
+//! The HTTP side of `serve` (axum, on `http.listen`): the JSON API under `/v1` with bearer tokens
+//! and roles, one-click unsubscribe under `/u/{token}`, `/metrics` for Prometheus and the OpenAPI
+//! document at `/openapi.json`. Every rule is the service layer's.
+
+mod auth;
+mod bulk;
+mod error;
+mod extract;
+pub mod metrics;
+mod openapi;
+mod routes;
+mod unsubscribe;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub use auth::Tokens;
+pub use error::{ApiError, ErrorBody, status_of};
+pub use openapi::document;
+
+use crate::config::Config;
+use crate::service::SuppressionService;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    pub service: SuppressionService,
+    pub tokens: Arc<Tokens>,
+}
+
+impl ApiState {
+    pub fn new(service: SuppressionService, config: &Config) -> Self {
+        Self {
+            tokens: Arc::new(Tokens::new(&config.http.tokens)),
+            service,
+        }
+    }
+}
+
+/// Every route of the HTTP side.
+pub fn router(state: ApiState, config: &Config) -> Router {
+    let v1 = Router::new()
+        .route("/v1/check", get(routes::check))
+        .route("/v1/status/{address}", get(routes::status))
+        .route(
+            "/v1/suppressions",
+            get(routes::suppressions).post(routes::suppress),
+        )
+        .route("/v1/suppressions/{id}/lift", post(routes::lift))
+        .route("/v1/consents", post(routes::consent))
+        .route("/v1/erasure", post(routes::erase))
+        .route("/v1/events", get(routes::events))
+        .route("/v1/blocked", get(routes::blocked))
+        .route("/v1/evidence/{id}", get(routes::evidence))
+        .route("/v1/queue", get(routes::queue))
+        .route("/v1/queue/{id}", get(routes::queue_item))
+        .route("/v1/queue/{id}/{action}", post(routes::queue_act))
+        .layer(DefaultBodyLimit::max(config.http.max_body_size));
+    // Bulk bodies stream (the line limit guards them), so they have no overall limit.
+    let bulk = Router::new()
+        .route("/v1/filter", post(bulk::filter))
+        .route("/v1/import", post(bulk::import))
+        .route("/v1/export", get(bulk::export))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .merge(v1)
+        .merge(bulk)
+        .route(
+            "/u/{token}",
+            get(unsubscribe::show).post(unsubscribe::unsubscribe),
+        )
+        .route("/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics::serve))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(count_requests))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            config.http.max_concurrent_requests,
+        ))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint (see /openapi.json)")
+}
+
+/// Counts requests by route and status, and times them.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::http_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// A running HTTP listener.
+pub struct HttpHandle {
+    local_addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpHandle {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting and lets requests in flight finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `http.listen` and serves `router`.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn spawn(listen: SocketAddr, router: Router) -> std::io::Result<HttpHandle> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local_addr = listener.local_addr()?;
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        })
+        .await;
+        if let Err(error) = served {
+            tracing::error!(error = %error, "HTTP listener failed");
+        }
+    });
+    Ok(HttpHandle {
+        local_addr,
+        stop,
+        task,
+    })
+}
