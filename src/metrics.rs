@@ -58,9 +58,15 @@ pub fn suppression_added(reason: &str, source: &str) {
         .increment(1);
 }
 
-/// A send the relay refused or dropped because a suppression stops it.
+/// A send the relay refused or dropped because a suppression stops it; `reason` as the block
+/// records it (`unsubscribed (brand:acme/news)`), counted by its first word (`unsubscribed`).
 pub fn send_blocked(reason: &str) {
-    counter!("bouncegate_sends_blocked_total", "reason" => reason.to_string()).increment(1);
+    let word = reason
+        .split([' ', '('])
+        .next()
+        .unwrap_or("blocked")
+        .to_string();
+    counter!("bouncegate_sends_blocked_total", "reason" => word).increment(1);
 }
 
 /// How a delivery attempt ended (`delivered`, `retry`, `failed`, `dropped`).
@@ -69,13 +75,13 @@ pub fn delivery(outcome: &'static str) {
 }
 
 /// An SMTP session opened on a listener (`inbound`, `relay`).
-pub fn smtp_session(listener: &str) {
-    counter!("bouncegate_smtp_sessions_total", "listener" => listener.to_string()).increment(1);
+pub fn smtp_session(listener: &'static str) {
+    counter!("bouncegate_smtp_sessions_total", "listener" => listener).increment(1);
 }
 
 /// An SMTP reply of class 4 or 5 sent on a listener.
-pub fn smtp_rejection(listener: &str, code: u16) {
-    counter!("bouncegate_smtp_rejections_total", "listener" => listener.to_string(), "code" => code.to_string())
+pub fn smtp_rejection(listener: &'static str, code: u16) {
+    counter!("bouncegate_smtp_rejections_total", "listener" => listener, "code" => code.to_string())
         .increment(1);
 }
 

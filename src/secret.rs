@@ -129,3 +129,47 @@ mod tests {
         assert!(InstallationSecret::from_hex("abcd").is_err());
     }
 }
+
+/// Text for logs at info level and above: every e-mail address in it replaced by `addr:` and
+/// the first 12 hex digits of its keyed hash, so log lines can be correlated (the same address
+/// gives the same tag, and `bouncegate` can compute it) without holding personal data.
+pub fn redact_addresses(text: &str, hasher: &AddressHasher) -> String {
+    static ADDRESS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let pattern = ADDRESS.get_or_init(|| {
+        regex::Regex::new(r#"[A-Za-z0-9._%+\-=!#$&'*/?^`{|}~]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+"#)
+            .expect("valid pattern")
+    });
+    pattern
+        .replace_all(
+            text,
+            |found: &regex::Captures<'_>| match crate::address::EmailAddress::parse(&found[0]) {
+                Ok(address) => {
+                    let hash = hasher.hash(&address);
+                    format!("addr:{}", &hash.as_str()[..12.min(hash.as_str().len())])
+                }
+                Err(_) => "addr:?".to_string(),
+            },
+        )
+        .into_owned()
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::*;
+
+    #[test]
+    fn logs_name_addresses_by_keyed_hash_only() {
+        let hasher = InstallationSecret::generate().address_hasher();
+        let text = "550 5.1.1 <Jane.Doe@Example.org>: user unknown; also jane.doe@example.org";
+        let redacted = redact_addresses(text, &hasher);
+        assert!(!redacted.to_lowercase().contains("jane"), "{redacted}");
+        let tag = format!(
+            "addr:{}",
+            &hasher
+                .hash(&EmailAddress::parse("jane.doe@example.org").unwrap())
+                .as_str()[..12]
+        );
+        assert_eq!(redacted.matches(&tag).count(), 2, "{redacted}");
+        assert!(redacted.starts_with("550 5.1.1 <addr:"), "{redacted}");
+    }
+}

@@ -20,16 +20,23 @@ use crate::store::Store;
 use crate::token::TokenKeys;
 use crate::upstream::LettreUpstream;
 
-/// Logs go to standard error; `RUST_LOG` overrides the level.
-pub fn init_logging(default_level: &str) {
+/// Logs go to standard error, for people or as JSON lines (`log.format`); `RUST_LOG` overrides
+/// the level. Colour only when standard error is a terminal.
+pub fn init_logging(default_level: &str, format: crate::config::LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    // A closed or full standard error must not take the server down.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    // A closed or full standard error must not take the server down.
+    let _ = match format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 /// The analyser with the operator's extra rules from `[analysis] rules`, if any.
@@ -179,6 +186,7 @@ async fn start_inbound(
                 .into(),
             ..ReplyTexts::default()
         },
+        name: "inbound",
         ..ListenerConfig::new(inbound.listen, hostname)
     };
     let server = SmtpServer::bind(listener, sink.clone())
@@ -219,6 +227,7 @@ async fn start_relay(
             unknown_recipient: "Recipient refused".into(),
             help: "This server relays mail for its configured clients; see RFC 5321".into(),
         },
+        name: "relay",
         ..ListenerConfig::new(relay.listen, config.relay_hostname())
     };
     let server = SmtpServer::bind_with_auth(listener, sink, Some(Arc::new(clients)))

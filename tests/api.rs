@@ -646,6 +646,8 @@ async fn metrics_and_the_openapi_document_describe_the_server() {
         .get("/v1/check?address=a@example.org&company=acme", READ)
         .await;
     assert_eq!(status, StatusCode::OK);
+    let relay = api.gateway.relay.local_addr();
+    relayed_unsubscribe_path(&api, relay, "metered@example.org").await;
     let metrics = api
         .http
         .get(api.url("/metrics"))
@@ -670,14 +672,26 @@ async fn metrics_and_the_openapi_document_describe_the_server() {
     }
     for expected in [
         "bouncegate_http_requests_total",
+        "bouncegate_http_request_duration_seconds_bucket",
         "bouncegate_queue_items",
         "bouncegate_queue_oldest_age_seconds",
+        "bouncegate_smtp_sessions_total",
+        "bouncegate_deliveries_total",
+        "bouncegate_store_duration_seconds_bucket",
     ] {
         assert!(names.contains(expected), "{expected} in {names:?}");
     }
     assert!(
         metrics.contains("route=\"/v1/check\""),
         "requests counted by route: {metrics}"
+    );
+    assert!(
+        metrics.contains("bouncegate_smtp_sessions_total{listener=\"relay\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("metered@example.org"),
+        "no address in the metrics"
     );
 
     let document: Value = api

@@ -172,8 +172,6 @@ fn parse_time(text: &str) -> Result<crate::model::Timestamp, String> {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Command::Serve);
-    crate::serve::init_logging(if serving { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -233,6 +231,8 @@ fn error_text(error: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = Arc::new(Config::load(cli.config.as_deref())?);
+    let serving = matches!(cli.command, Command::Serve);
+    crate::serve::init_logging(if serving { "info" } else { "warn" }, config.log.format);
     match cli.command {
         Command::Serve => {
             crate::serve::run(config).await?;

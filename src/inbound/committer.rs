@@ -6,7 +6,9 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::Timestamp;
-use crate::store::{InboundEvent, InboundRecord, NewEvidence, Store, StoreError};
+use crate::store::{
+    AddOutcome, InboundEvent, InboundOutcome, InboundRecord, NewEvidence, Store, StoreError,
+};
 
 /// Most mails in one transaction.
 const MAX_BATCH: usize = 256;
@@ -115,6 +117,26 @@ fn answer(batch: Batch, replies: Vec<Result<(), String>>) {
     }
 }
 
+/// Counts what committed mails did, for `/metrics`.
+fn observe(mail: &PendingMail, outcome: &InboundOutcome) {
+    for (item, added) in mail.events.iter().zip(&outcome.suppressions) {
+        if let (Some((suppression, _)), Some(AddOutcome::Added(_))) = (&item.suppression, added) {
+            crate::metrics::suppression_added(
+                suppression.reason.as_str(),
+                suppression.source.as_str(),
+            );
+        }
+    }
+}
+
+fn observe_batch(batch: &Batch, result: &Result<Vec<InboundOutcome>, StoreError>) {
+    if let Ok(outcomes) = result {
+        for ((mail, _), outcome) in batch.iter().zip(outcomes) {
+            observe(mail, outcome);
+        }
+    }
+}
+
 fn records(batch: &Batch) -> Vec<InboundRecord<'_>> {
     batch.iter().map(|(mail, _)| mail.record()).collect()
 }
@@ -123,19 +145,25 @@ async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(PendingMail, Rep
     while let Some(first) = receiver.recv().await {
         let batch = fill(first, &mut receiver);
         let now = chrono::Utc::now();
+        let started = std::time::Instant::now();
         let mut result = store.record_inbound_many(&records(&batch), now).await;
+        crate::metrics::store_latency("inbound_commit", started.elapsed());
         if let Err(error) = &result
             && store.repair_missing_schema(error).await
         {
             // The database came back empty (dropped and re-created): its schema is back, try again.
             result = store.record_inbound_many(&records(&batch), now).await;
         }
+        observe_batch(&batch, &result);
         let replies = match settled(&batch, result.map(|_| ())) {
             Some(replies) => replies,
             None => {
                 let mut replies = Vec::with_capacity(batch.len());
                 for (mail, _) in &batch {
                     let result = store.record_inbound(&mail.record(), now).await;
+                    if let Ok(outcome) = &result {
+                        observe(mail, outcome);
+                    }
                     replies.push(result.map(|_| ()).map_err(|e| e.to_string()));
                 }
                 replies
@@ -149,15 +177,22 @@ fn write_loop_in_place(store: &Store, mut receiver: mpsc::Receiver<(PendingMail,
     while let Some(first) = receiver.blocking_recv() {
         let batch = fill(first, &mut receiver);
         let now = chrono::Utc::now();
+        let started = std::time::Instant::now();
         let result = store.record_inbound_many_blocking(&records(&batch), now);
+        crate::metrics::store_latency("inbound_commit", started.elapsed());
+        observe_batch(&batch, &result);
         let replies = settled(&batch, result.map(|_| ())).unwrap_or_else(|| {
             batch
                 .iter()
                 .map(|(mail, _)| {
-                    store
-                        .record_inbound_many_blocking(std::slice::from_ref(&mail.record()), now)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                    let result = store
+                        .record_inbound_many_blocking(std::slice::from_ref(&mail.record()), now);
+                    if let Ok(outcomes) = &result
+                        && let Some(outcome) = outcomes.first()
+                    {
+                        observe(mail, outcome);
+                    }
+                    result.map(|_| ()).map_err(|e| e.to_string())
                 })
                 .collect()
         });

@@ -159,6 +159,11 @@ impl InboundSink {
                 suppression: None,
             });
         }
+        let bounces: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e.event.kind == "bounce")
+            .filter_map(|e| Some((e.event.class.clone()?, e.event.reason.clone()?)))
+            .collect();
         let pending = PendingMail {
             rcpt_to: message.recipients().collect::<Vec<_>>().join(", "),
             peer_ip: message.session.peer.to_string(),
@@ -179,6 +184,10 @@ impl InboundSink {
             }
             SinkError::Temporary(error)
         })?;
+        crate::metrics::mail_received(report.kind.as_str());
+        for (class, reason) in &bounces {
+            crate::metrics::bounce(class, reason);
+        }
         Ok(())
     }
 

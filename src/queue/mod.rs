@@ -17,6 +17,7 @@ use crate::address::EmailAddress;
 use crate::analysis::{Analyzer, BounceClass};
 use crate::config::Config;
 use crate::model::{Channel, MailClass, Timestamp};
+use crate::secret::redact_addresses;
 use crate::service::{CheckRequest, SuppressionService};
 use crate::smtp::MessageSink;
 use crate::store::{AttemptOutcome, BlockStage, NewBlocked, QueueItem, StoreError};
@@ -221,11 +222,19 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
             let Some((outcome, refusal)) = attempt else {
                 continue;
             };
+            crate::metrics::delivery(match outcome {
+                AttemptOutcome::Delivered => "delivered",
+                AttemptOutcome::Retry { .. } => "retry",
+                AttemptOutcome::Failed { .. } => "failed",
+                AttemptOutcome::Dropped { .. } => "dropped",
+            });
             match outcome {
                 AttemptOutcome::Failed { error } => {
+                    let error = redact_addresses(error, self.service.store().hasher());
                     tracing::warn!(item = item.id, %error, "relayed mail failed for good");
                 }
                 AttemptOutcome::Retry { error, .. } => {
+                    let error = redact_addresses(error, self.service.store().hasher());
                     tracing::info!(item = item.id, %error, "relayed mail deferred");
                 }
                 AttemptOutcome::Dropped { reason } => {
@@ -374,6 +383,8 @@ impl<U: Upstream, B: MessageSink> Delivery<U, B> {
         self.service
             .store()
             .record_blocked(&[block], chrono::Utc::now())
-            .await
+            .await?;
+        crate::metrics::send_blocked(reason);
+        Ok(())
     }
 }

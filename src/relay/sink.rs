@@ -211,9 +211,10 @@ impl MessageSink for RelaySink {
         };
         self.service
             .store()
-            .record_blocked(&[block], chrono::Utc::now())
+            .record_blocked(std::slice::from_ref(&block), chrono::Utc::now())
             .await
             .map_err(|e| SinkError::Temporary(e.to_string()))?;
+        crate::metrics::send_blocked(&block.reason);
         Err(refused(format!("recipient {reason}; not sent")))
     }
 
@@ -287,6 +288,9 @@ impl MessageSink for RelaySink {
                 .record_blocked(&blocked, now)
                 .await
                 .map_err(|e| SinkError::Temporary(e.to_string()))?;
+            for block in &blocked {
+                crate::metrics::send_blocked(&block.reason);
+            }
             let reason = blocked
                 .first()
                 .map_or_else(|| "has no valid recipient".into(), |b| b.reason.clone());

@@ -401,7 +401,9 @@ impl SuppressionService {
     ) -> Result<Verdict, ServiceError> {
         let address = Self::parse_address(address)?;
         self.check_company(request.company, request.brand)?;
+        let started = std::time::Instant::now();
         let records = self.store.records(&self.store.hash(&address)).await?;
+        crate::metrics::store_latency("check", started.elapsed());
         Ok(self.decide(&records, request))
     }
 
@@ -531,6 +533,9 @@ impl SuppressionService {
     ) -> Result<SuppressReport, ServiceError> {
         let new = self.prepare_suppression(request)?;
         let outcome = self.store.add_suppression(&new, chrono::Utc::now()).await?;
+        if matches!(outcome, AddOutcome::Added(_)) {
+            crate::metrics::suppression_added(new.reason.as_str(), new.source.as_str());
+        }
         Ok(SuppressReport {
             id: outcome.id(),
             added: matches!(outcome, AddOutcome::Added(_)),

@@ -189,7 +189,13 @@ impl SuppressionService {
         };
         let outcome = self.store.record_inbound(&record, now).await?;
         let done = match outcome.suppressions.first() {
-            Some(Some(AddOutcome::Added(_))) => OneClickOutcome::Unsubscribed,
+            Some(Some(AddOutcome::Added(_))) => {
+                crate::metrics::suppression_added(
+                    Reason::Unsubscribe.as_str(),
+                    Source::OneClick.as_str(),
+                );
+                OneClickOutcome::Unsubscribed
+            }
             _ => OneClickOutcome::AlreadyUnsubscribed,
         };
         Ok(Some((target, done)))

@@ -172,6 +172,8 @@ pub struct ListenerConfig {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limits: SmtpLimits,
     pub texts: ReplyTexts,
+    /// The listener's name in metrics (`inbound`, `relay`).
+    pub name: &'static str,
 }
 
 impl ListenerConfig {
@@ -183,6 +185,7 @@ impl ListenerConfig {
             tls: None,
             limits: SmtpLimits::default(),
             texts: ReplyTexts::default(),
+            name: "smtp",
         }
     }
 }

@@ -109,6 +109,7 @@ where
         skip_to_line_end: false,
     };
     if greet {
+        crate::metrics::smtp_session(ctx.config.name);
         let banner = format!(
             "220 {} {}\r\n",
             ctx.config.hostname, ctx.config.texts.greeting
@@ -423,6 +424,9 @@ where
     }
 
     fn reply(&mut self, reply: &Reply) {
+        if reply.code >= 400 {
+            crate::metrics::smtp_rejection(self.ctx.config.name, reply.code);
+        }
         self.output.push_str(&reply.to_wire());
     }
 
