@@ -50,6 +50,9 @@ pub struct Config {
     pub relay: RelayConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    /// `[[webhooks]]`: receivers of the gateway's events.
+    pub webhooks: Vec<WebhookConfig>,
+    pub webhook_delivery: WebhookDeliveryConfig,
     pub policy: PolicyConfig,
     pub analysis: AnalysisConfig,
     pub companies: Vec<CompanyConfig>,
@@ -616,6 +619,158 @@ pub enum ApiRole {
     Admin,
 }
 
+/// The events a webhook can receive.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "suppression.created",
+    "suppression.lifted",
+    "send.blocked",
+    "bounce.received",
+    "complaint.received",
+    "unsubscribe.received",
+    "consent.recorded",
+    "erasure.done",
+];
+
+/// `[[webhooks]]`: a receiver of events, POSTed as JSON signed the Standard Webhooks way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names the webhook's place in the outbox (default: its URL); renaming starts it afresh.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub url: String,
+    /// The signing secret: `whsec_` and base64 (as Standard Webhooks libraries make them), or any
+    /// text of 16 characters or more.
+    pub secret: String,
+    /// Which events (default: all).
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+impl WebhookConfig {
+    /// The webhook's key in the outbox.
+    pub fn key(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.url)
+    }
+
+    /// Whether it wants `event`.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event)
+    }
+
+    /// The HMAC key.
+    pub fn key_bytes(&self) -> Vec<u8> {
+        match self.secret.strip_prefix("whsec_") {
+            Some(encoded) => data_encoding::BASE64
+                .decode(encoded.as_bytes())
+                .unwrap_or_else(|_| self.secret.as_bytes().to_vec()),
+            None => self.secret.as_bytes().to_vec(),
+        }
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err((
+                "url".into(),
+                format!("{:?} is not an http(s) URL", self.url),
+            ));
+        }
+        match self.secret.strip_prefix("whsec_") {
+            Some(encoded) if data_encoding::BASE64.decode(encoded.as_bytes()).is_err() => {
+                return Err(("secret".into(), "whsec_ must be followed by base64".into()));
+            }
+            None if self.secret.len() < 16 => {
+                return Err((
+                    "secret".into(),
+                    "is shorter than 16 characters: too easy to guess".into(),
+                ));
+            }
+            _ => {}
+        }
+        for event in &self.events {
+            if !WEBHOOK_EVENTS.contains(&event.as_str()) {
+                return Err((
+                    "events".into(),
+                    format!(
+                        "{event:?} is not an event (one of {})",
+                        WEBHOOK_EVENTS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[webhook_delivery]`: how long and how often a webhook is retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookDeliveryConfig {
+    /// Waits between attempts; the last repeats until `max_age`.
+    pub retry_schedule: Vec<String>,
+    /// After this, an undelivered event is given up (kept as failed in the outbox).
+    pub max_age: String,
+    /// Seconds one POST may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhookDeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_schedule: ["10s", "1m", "5m", "30m", "2h", "6h"]
+                .map(String::from)
+                .to_vec(),
+            max_age: "3d".into(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl WebhookDeliveryConfig {
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.retry_schedule.is_empty() {
+            return Err((
+                "webhook_delivery.retry_schedule".into(),
+                "needs at least one wait".into(),
+            ));
+        }
+        for wait in &self.retry_schedule {
+            if parse_duration(wait).is_none_or(|d| d.is_zero()) {
+                return Err((
+                    "webhook_delivery.retry_schedule".into(),
+                    format!("{wait:?} is not a duration like 30s, 5m, 2h or 3d"),
+                ));
+            }
+        }
+        if parse_duration(&self.max_age).is_none_or(|d| d.is_zero()) {
+            return Err((
+                "webhook_delivery.max_age".into(),
+                format!("{:?} is not a duration like 3d", self.max_age),
+            ));
+        }
+        if self.timeout_secs == 0 {
+            return Err((
+                "webhook_delivery.timeout_secs".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The waits between attempts.
+    pub fn delays(&self) -> Vec<std::time::Duration> {
+        self.retry_schedule
+            .iter()
+            .filter_map(|w| parse_duration(w))
+            .collect()
+    }
+
+    /// How long an event is tried.
+    pub fn max_age(&self) -> std::time::Duration {
+        parse_duration(&self.max_age).unwrap_or(std::time::Duration::from_secs(3 * 86_400))
+    }
+}
+
 /// `[log]`: how the gateway logs.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -734,6 +889,24 @@ impl Config {
             .normalize()
             .and_then(|()| config.relay.check())
             .and_then(|()| config.http.check())
+            .and_then(|()| config.webhook_delivery.check())
+            .and_then(|()| {
+                for (i, webhook) in config.webhooks.iter().enumerate() {
+                    webhook
+                        .check()
+                        .map_err(|(key, message)| (format!("webhooks[{i}].{key}"), message))?;
+                    if config.webhooks[..i]
+                        .iter()
+                        .any(|w| w.key() == webhook.key())
+                    {
+                        return Err((
+                            format!("webhooks[{i}].name"),
+                            format!("webhook {:?} is defined twice", webhook.key()),
+                        ));
+                    }
+                }
+                Ok(())
+            })
             .map_err(|(key, message)| invalid(line_of_key(text, &key), key, message))?;
         Ok(config)
     }

@@ -25,3 +25,4 @@ pub mod store;
 pub mod token;
 pub mod upstream;
 pub mod verp;
+pub mod webhooks;

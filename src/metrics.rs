@@ -123,3 +123,8 @@ pub fn queue(summary: &QueueSummary) {
         .unwrap_or(0.0);
     gauge!("bouncegate_queue_oldest_age_seconds").set(age);
 }
+
+/// A webhook attempt (`delivered`, `retry`, `failed`).
+pub fn webhook(outcome: &'static str) {
+    counter!("bouncegate_webhook_attempts_total", "outcome" => outcome).increment(1);
+}

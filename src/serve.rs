@@ -75,6 +75,7 @@ pub struct Gateway {
     pub relay: ServerHandle,
     pub http: HttpHandle,
     delivery: tokio::task::JoinHandle<()>,
+    webhooks: Option<tokio::task::JoinHandle<()>>,
     stop_delivery: tokio::sync::watch::Sender<bool>,
 }
 
@@ -113,14 +114,23 @@ impl Gateway {
             queued,
             dkim,
         )
-        .spawn(stopping);
+        .spawn(stopping.clone());
         tracing::info!(upstream = %config.relay.upstream, "relay delivery running");
+        let webhooks = if config.webhooks.is_empty() {
+            None
+        } else {
+            let dispatcher = crate::webhooks::Dispatcher::new(store.clone(), config.clone())?;
+            dispatcher.prime().await?;
+            tracing::info!(webhooks = config.webhooks.len(), "webhooks out running");
+            Some(dispatcher.spawn(stopping))
+        };
         Ok(Gateway {
             store,
             inbound,
             relay,
             http,
             delivery,
+            webhooks,
             stop_delivery,
         })
     }
@@ -132,6 +142,9 @@ impl Gateway {
         self.inbound.shutdown().await;
         let _ = self.stop_delivery.send(true);
         let _ = self.delivery.await;
+        if let Some(webhooks) = self.webhooks {
+            let _ = webhooks.await;
+        }
         self.store.close().await;
     }
 }

@@ -18,6 +18,7 @@ mod sends;
 mod sqlite_reader;
 mod sqlite_writer;
 mod suppressions;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::Once;
@@ -39,6 +40,7 @@ pub use queue::{
 pub use reviews::{HELD_UNSUBSCRIBE, ReviewDecision, ReviewOutcome};
 pub use sends::{NewSend, SendRecord};
 pub use suppressions::{AddOutcome, BatchOutcome, NewSuppression};
+pub use webhooks::{OutboxItem, OutboxSummary, WebhookOutcome, WebhookSource};
 
 use crate::address::EmailAddress;
 use crate::secret::{AddressHash, AddressHasher, InstallationSecret, SecretFormatError};
