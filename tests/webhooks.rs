@@ -209,7 +209,7 @@ async fn events_arrive_signed_after_the_receiver_was_down_and_name_no_erased_add
         assert_eq!(
             delivered
                 .iter()
-                .filter(|(h, _)| &h["webhook-id"] == first)
+                .filter(|(h, _)| h["webhook-id"] == first)
                 .count(),
             2
         );
