@@ -52,6 +52,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[[webhooks]]`: receivers of the gateway's events.
     pub webhooks: Vec<WebhookConfig>,
+    /// `[hooks.*]`: the upstream ESP's bounce and complaint notifications.
+    pub hooks: HooksConfig,
     pub webhook_delivery: WebhookDeliveryConfig,
     pub policy: PolicyConfig,
     pub analysis: AnalysisConfig,
@@ -771,6 +773,130 @@ impl WebhookDeliveryConfig {
     }
 }
 
+/// `[hooks]`: webhooks in, one table per provider; a provider without one answers 404.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    pub ses: Option<SesHook>,
+    pub sendgrid: Option<SendgridHook>,
+    pub mailgun: Option<MailgunHook>,
+    pub postmark: Option<PostmarkHook>,
+}
+
+/// Amazon SES notifications through SNS: the message signature is checked against
+/// `certificate_file`, or against the certificate at the message's `SigningCertURL` when that is
+/// an https URL of an SNS host (`sns.<region>.amazonaws.com`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SesHook {
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
+    /// Only these topics (default: any).
+    #[serde(default)]
+    pub topic_arns: Vec<String>,
+    /// The company an unsubscribe or complaint belongs to when no send record names it.
+    #[serde(default)]
+    pub company: Option<String>,
+}
+
+/// SendGrid's Event Webhook, signed (ECDSA P-256): `public_key` is the verification key
+/// SendGrid shows (base64 DER).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendgridHook {
+    pub public_key: String,
+    /// Oldest signature timestamp accepted, in seconds.
+    #[serde(default = "default_hook_max_age")]
+    pub max_age_secs: i64,
+    #[serde(default)]
+    pub company: Option<String>,
+}
+
+/// Mailgun's webhooks, signed with HMAC-SHA256 by the account's webhook signing key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailgunHook {
+    pub signing_key: String,
+    #[serde(default = "default_hook_max_age")]
+    pub max_age_secs: i64,
+    #[serde(default)]
+    pub company: Option<String>,
+}
+
+/// Postmark's webhooks, with HTTP basic auth in the webhook URL (`https://user:password@…`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostmarkHook {
+    pub user: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// SHA-256 of the password, in hex (instead of `password`).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub company: Option<String>,
+}
+
+fn default_hook_max_age() -> i64 {
+    86_400
+}
+
+impl HooksConfig {
+    fn check(&self, companies: &[CompanyConfig]) -> Result<(), (String, String)> {
+        let known = |company: &Option<String>, key: &str| match company {
+            Some(id) if !companies.iter().any(|c| c.id() == id) => Err((
+                format!("hooks.{key}.company"),
+                format!("no [[companies]] entry has id {id:?}"),
+            )),
+            _ => Ok(()),
+        };
+        if let Some(ses) = &self.ses {
+            known(&ses.company, "ses")?;
+            if let Some(path) = &ses.certificate_file
+                && !path.exists()
+            {
+                return Err((
+                    "hooks.ses.certificate_file".into(),
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+        }
+        if let Some(sendgrid) = &self.sendgrid {
+            known(&sendgrid.company, "sendgrid")?;
+            if data_encoding::BASE64
+                .decode(sendgrid.public_key.trim().as_bytes())
+                .is_err()
+            {
+                return Err((
+                    "hooks.sendgrid.public_key".into(),
+                    "is not base64 (paste the verification key SendGrid shows)".into(),
+                ));
+            }
+        }
+        if let Some(mailgun) = &self.mailgun {
+            known(&mailgun.company, "mailgun")?;
+            if mailgun.signing_key.trim().is_empty() {
+                return Err(("hooks.mailgun.signing_key".into(), "is empty".into()));
+            }
+        }
+        if let Some(postmark) = &self.postmark {
+            known(&postmark.company, "postmark")?;
+            match (&postmark.password, &postmark.password_hash) {
+                (Some(p), None) if p.len() >= 12 => {}
+                (None, Some(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {}
+                _ => {
+                    return Err((
+                        "hooks.postmark.password".into(),
+                        "give password (12 characters or more) or password_hash (SHA-256 in hex)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `[log]`: how the gateway logs.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -890,6 +1016,7 @@ impl Config {
             .and_then(|()| config.relay.check())
             .and_then(|()| config.http.check())
             .and_then(|()| config.webhook_delivery.check())
+            .and_then(|()| config.hooks.check(&config.companies))
             .and_then(|()| {
                 for (i, webhook) in config.webhooks.iter().enumerate() {
                     webhook

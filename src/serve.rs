@@ -99,7 +99,7 @@ impl Gateway {
         let queued = Arc::new(tokio::sync::Notify::new());
         let service = SuppressionService::new(store.clone(), config.clone());
         let relay = start_relay(&config, service.clone(), keys, queued.clone()).await?;
-        let http = start_http(&config, service.clone()).await?;
+        let http = start_http(&config, service.clone(), bounces.clone()).await?;
         let hostname = config.relay_hostname();
         let upstream = LettreUpstream::new(&config.relay, &hostname)
             .map_err(|e| anyhow::anyhow!("relay.upstream: {e}"))?;
@@ -152,6 +152,7 @@ impl Gateway {
 async fn start_http(
     config: &Arc<Config>,
     service: SuppressionService,
+    inbound: Arc<InboundSink>,
 ) -> anyhow::Result<HttpHandle> {
     if config.http.tokens.is_empty() {
         tracing::warn!(
@@ -164,7 +165,8 @@ async fn start_http(
             "API token in plain text: store `token_hash` (its SHA-256 in hex) instead"
         );
     }
-    let router = crate::api::router(crate::api::ApiState::new(service, config), config);
+    let state = crate::api::ApiState::new(service, config).with_inbound(inbound);
+    let router = crate::api::router(state, config);
     let handle = crate::api::spawn(config.http.listen, router)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;

@@ -6,6 +6,7 @@ mod auth;
 mod bulk;
 mod error;
 mod extract;
+mod hooks;
 pub mod metrics;
 mod openapi;
 mod routes;
@@ -26,13 +27,27 @@ pub use error::{ApiError, ErrorBody, status_of};
 pub use openapi::document;
 
 use crate::config::Config;
+use crate::inbound::InboundSink;
+use crate::inbound::providers::Providers;
 use crate::service::SuppressionService;
 
 /// What the handlers share.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiState {
     pub service: SuppressionService,
     pub tokens: Arc<Tokens>,
+    /// Where providers' notifications go (`None`: `/hooks` answers 503).
+    pub inbound: Option<Arc<InboundSink>>,
+    pub providers: Arc<Providers>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("tokens", &self.tokens)
+            .field("inbound", &self.inbound.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiState {
@@ -40,7 +55,15 @@ impl ApiState {
         Self {
             tokens: Arc::new(Tokens::new(&config.http.tokens)),
             service,
+            inbound: None,
+            providers: Arc::new(Providers::new()),
         }
+    }
+
+    /// Providers' notifications go to `inbound`.
+    pub fn with_inbound(mut self, inbound: Arc<InboundSink>) -> Self {
+        self.inbound = Some(inbound);
+        self
     }
 }
 
@@ -75,6 +98,10 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         .route(
             "/u/{token}",
             get(unsubscribe::show).post(unsubscribe::unsubscribe),
+        )
+        .route(
+            "/hooks/{provider}",
+            post(hooks::receive).layer(DefaultBodyLimit::max(config.http.max_body_size)),
         )
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics::serve))

@@ -8,6 +8,9 @@
 
 mod auth;
 mod committer;
+pub mod providers;
+
+use providers::{Item, Notification, Provider};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -20,7 +23,9 @@ pub use crate::verp::{Route, route};
 pub use auth::{Authentication, Envelope, SenderAuthenticator, aligned};
 
 use crate::address::EmailAddress;
-use crate::analysis::{Analyzer, BounceClass, RecipientReport, Report, ReportKind};
+use crate::analysis::{
+    Analyzer, BounceClass, OriginalMessage, RecipientReport, Report, ReportKind,
+};
 use crate::config::Config;
 use crate::log_limit::LogLimit;
 use crate::model::{Channel, Reason, Scope, Source, Timestamp};
@@ -63,6 +68,37 @@ enum Standing {
     Held(String),
     /// A token that does not verify: nothing comes of it.
     Refused,
+}
+
+/// How a report reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A mail to the MX (or the relay's own record of an upstream refusal).
+    Mail,
+    /// A provider's notification whose signature was checked.
+    Provider(Provider),
+}
+
+impl Origin {
+    fn is_provider(self) -> bool {
+        matches!(self, Origin::Provider(_))
+    }
+
+    /// The event's source: `mail` as given, `webhook:<provider>` for notifications.
+    fn source(self, mail: &str) -> String {
+        match self {
+            Origin::Mail => mail.to_string(),
+            Origin::Provider(provider) => format!("webhook:{}", provider.as_str()),
+        }
+    }
+
+    /// The company a provider's notifications belong to when nothing else names one.
+    fn company(self, config: &Config) -> Option<String> {
+        match self {
+            Origin::Mail => None,
+            Origin::Provider(provider) => provider.company(&config.hooks),
+        }
+    }
 }
 
 /// One reported recipient, attributed.
@@ -136,13 +172,17 @@ impl InboundSink {
                         .await?
                 }
                 Route::Bounce { token } if report.kind == ReportKind::Complaint => {
-                    self.complaint(&report, token.as_deref(), now).await?
+                    self.complaint(&report, token.as_deref(), Origin::Mail, now)
+                        .await?
                 }
                 Route::Feedback if report.kind == ReportKind::Complaint => {
-                    self.complaint(&report, None, now).await?
+                    self.complaint(&report, None, Origin::Mail, now).await?
                 }
-                Route::Bounce { token } => self.bounce(&report, token.as_deref(), now).await?,
-                Route::Feedback => self.bounce(&report, None, now).await?,
+                Route::Bounce { token } => {
+                    self.bounce(&report, token.as_deref(), Origin::Mail, now)
+                        .await?
+                }
+                Route::Feedback => self.bounce(&report, None, Origin::Mail, now).await?,
             };
             events.extend(found);
         }
@@ -189,6 +229,152 @@ impl InboundSink {
             crate::metrics::bounce(class, reason);
         }
         Ok(())
+    }
+
+    /// A provider's notification (its authenticity already checked): its bounces, complaints
+    /// and unsubscribes have the same consequences, by the same rules and thresholds, as a mail
+    /// received on the MX would; the request body is kept as evidence. `Ok` once durable.
+    ///
+    /// # Errors
+    /// The store failed (the provider gets a 5xx and retries).
+    pub async fn process_notification(
+        &self,
+        provider: Provider,
+        notification: &Notification,
+        raw: &[u8],
+        peer: std::net::IpAddr,
+    ) -> Result<(), SinkError> {
+        let now = chrono::Utc::now();
+        let origin = Origin::Provider(provider);
+        let mut events = Vec::new();
+        for item in &notification.items {
+            match item {
+                Item::Bounce {
+                    address,
+                    status,
+                    diagnostic,
+                    permanent,
+                    message_id,
+                } => {
+                    let dsn = provider_dsn(
+                        provider,
+                        address,
+                        status.as_deref(),
+                        diagnostic,
+                        *permanent,
+                        message_id.as_deref(),
+                    );
+                    let report = self.analyzer.analyze(&dsn);
+                    events.extend(self.bounce(&report, None, origin, now).await?);
+                }
+                Item::Complaint {
+                    address,
+                    feedback_type,
+                    message_id,
+                } => {
+                    let report = Report {
+                        kind: ReportKind::Complaint,
+                        recipients: vec![RecipientReport::feedback(
+                            address.clone(),
+                            feedback_type.clone(),
+                        )],
+                        original: OriginalMessage {
+                            message_id: message_id.clone(),
+                            ..OriginalMessage::default()
+                        },
+                        error: None,
+                    };
+                    events.extend(self.complaint(&report, None, origin, now).await?);
+                }
+                Item::Unsubscribe {
+                    address,
+                    message_id,
+                } => events.push(
+                    self.provider_unsubscribe(provider, address, message_id.as_deref())
+                        .await?,
+                ),
+            }
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let pending = PendingMail {
+            rcpt_to: format!("hooks/{}", provider.as_str()),
+            peer_ip: peer.to_string(),
+            mail_from: String::new(),
+            helo: String::new(),
+            raw: raw.to_vec(),
+            received_at: now,
+            events,
+        };
+        self.committer
+            .commit(pending)
+            .await
+            .map_err(SinkError::Temporary)?;
+        crate::metrics::mail_received(&format!("webhook_{}", provider.as_str()));
+        Ok(())
+    }
+
+    /// The recipient used the provider's unsubscribe link: an opt-out from the company of the
+    /// send (found by Message-ID), else the provider's configured company.
+    async fn provider_unsubscribe(
+        &self,
+        provider: Provider,
+        address: &str,
+        message_id: Option<&str>,
+    ) -> Result<InboundEvent, SinkError> {
+        let target = EmailAddress::parse(address).ok();
+        let report = Report {
+            kind: ReportKind::Other,
+            recipients: Vec::new(),
+            original: OriginalMessage {
+                message_id: message_id.map(str::to_string),
+                ..OriginalMessage::default()
+            },
+            error: None,
+        };
+        let send = self
+            .attribute_by_message_id(&report, target.as_ref())
+            .await?
+            .send;
+        let company = send
+            .as_ref()
+            .map(|s| s.company.clone())
+            .or_else(|| provider.company(&self.config.hooks));
+        let note = format!(
+            "unsubscribed through {}'s link (signed notification); the notification is kept as evidence",
+            provider.as_str()
+        );
+        let event = NewEvent {
+            kind: "unsubscribe".into(),
+            address: target.as_ref().map(|a| a.as_given().to_string()),
+            address_hash: target.as_ref().map(|a| self.store.hash(a)),
+            company: company.clone().unwrap_or_default(),
+            message_id: message_id.map(str::to_string),
+            verified: true,
+            source: Some(Origin::Provider(provider).source("")),
+            note: Some(note.clone()),
+            ..NewEvent::default()
+        };
+        let suppression = match (target, company) {
+            (Some(address), Some(company)) => Some((
+                NewSuppression {
+                    address,
+                    channel: Channel::Email,
+                    scope: Scope::Company(company),
+                    reason: Reason::Unsubscribe,
+                    source: Source::OneClick,
+                    note: Some(note),
+                    created_at: chrono::Utc::now(),
+                    expires_at: None,
+                    evidence_id: None,
+                    event_id: None,
+                },
+                Escalation::Immediate,
+            )),
+            _ => None,
+        };
+        Ok(InboundEvent { event, suppression })
     }
 
     /// Each reported recipient with the send it is about (by token, else by the quoted
@@ -238,15 +424,18 @@ impl InboundSink {
         &self,
         report: &Report,
         token: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Result<Vec<InboundEvent>, SinkError> {
         let mut events = Vec::new();
         for Attributed {
             recipient,
             target,
-            attribution,
+            mut attribution,
         } in self.attribute(report, token, now).await?
         {
+            // A provider's signed notification is as good as our own token.
+            attribution.verified |= origin.is_provider();
             let trusted = attribution.verified || self.config.inbound.trust_unsigned_bounces;
             let suppression = match (&target, trusted, report.kind) {
                 (Some(target), true, ReportKind::Bounce) => {
@@ -261,7 +450,7 @@ impl InboundSink {
                     recipient,
                     &attribution,
                     report,
-                    "dsn",
+                    &origin.source("dsn"),
                 ),
                 suppression,
             });
@@ -329,15 +518,17 @@ impl InboundSink {
         &self,
         report: &Report,
         token: Option<&str>,
+        origin: Origin,
         now: Timestamp,
     ) -> Result<Vec<InboundEvent>, SinkError> {
         let mut events = Vec::new();
         for Attributed {
             recipient,
             target,
-            attribution,
+            mut attribution,
         } in self.attribute(report, token, now).await?
         {
+            attribution.verified |= origin.is_provider();
             let company = attribution
                 .send
                 .as_ref()
@@ -348,7 +539,8 @@ impl InboundSink {
                     self.config
                         .company_for_domain(domain)
                         .map(|c| c.id().to_string())
-                });
+                })
+                .or_else(|| origin.company(&self.config));
             let trusted = attribution.verified || self.config.inbound.trust_unsigned_bounces;
             let suppression = match (&target, &company, trusted) {
                 (Some(target), Some(company), true) => Some((
@@ -377,7 +569,7 @@ impl InboundSink {
                 recipient,
                 &attribution,
                 report,
-                "arf",
+                &origin.source("arf"),
             );
             if let Some(company) = company {
                 event.company = company;
@@ -762,4 +954,43 @@ impl MessageSink for InboundSink {
     async fn data(&self, message: ReceivedMessage) -> Result<(), SinkError> {
         self.process(message).await
     }
+}
+
+/// A provider's bounce as the delivery status notification an MTA would have sent, so that it
+/// is read by the same analysis (a provider's "permanent" is not taken for hard on its own).
+fn provider_dsn(
+    provider: Provider,
+    address: &str,
+    status: Option<&str>,
+    diagnostic: &str,
+    permanent: bool,
+    message_id: Option<&str>,
+) -> Vec<u8> {
+    let clean = |text: &str| text.replace(['\r', '\n'], " ");
+    let status = status
+        .map(clean)
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| if permanent { "5.0.0" } else { "4.0.0" }.to_string());
+    let diagnostic = clean(diagnostic);
+    let address = clean(address);
+    let headers = match message_id {
+        Some(id) => format!("Message-ID: {}\r\n", clean(id)),
+        None => String::new(),
+    };
+    let action = if permanent { "failed" } else { "delayed" };
+    format!(
+        "From: {name} <notifications@{name}.invalid>\r\n\
+         Subject: Delivery Status Notification\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"bg\"\r\n\r\n\
+         --bg\r\nContent-Type: text/plain\r\n\r\n{diagnostic}\r\n\
+         --bg\r\nContent-Type: message/delivery-status\r\n\r\n\
+         Reporting-MTA: dns; {name}.invalid\r\n\r\n\
+         Final-Recipient: rfc822; {address}\r\nAction: {action}\r\nStatus: {status}\r\n\
+         Diagnostic-Code: smtp; {diagnostic}\r\n\r\n\
+         --bg\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}\r\n\
+         --bg--\r\n",
+        name = provider.as_str(),
+    )
+    .into_bytes()
 }
