@@ -315,7 +315,7 @@ pub fn deserialize_opt_time<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Timestamp>, D::Error> {
     let text: Option<String> = Option::deserialize(d)?;
-    match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    match text.as_deref().map(str::trim) {
         None => Ok(None),
         Some(text) => parse_time(text).map(Some).ok_or_else(|| {
             serde::de::Error::custom(format!(

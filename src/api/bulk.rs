@@ -187,15 +187,42 @@ pub struct FormatParams {
 /// Imports suppressions from CSV (header: email, reason [, company, brand, channel, note,
 /// created_at]) or JSONL; bad rows are reported with their line and skipped, good ones kept.
 #[utoipa::path(post, path = "/v1/import", params(FormatParams), tag = "bulk",
-    request_body(content = String, content_type = "text/csv"),
+    request_body(description = "CSV with a header row, or JSON lines; the Content-Type must match `format`",
+        content((String = "text/csv"), (String = "application/x-ndjson"))),
     responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn import(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<FormatParams>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Json<ImportReport>, ApiError> {
     caller.require(ApiRole::Write)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let fits = match (params.format, content_type.as_deref()) {
+        (_, None) => true,
+        (Format::Csv, Some(t)) => matches!(t, "text/csv" | "text/plain" | "application/csv"),
+        (Format::Jsonl, Some(t)) => matches!(
+            t,
+            "application/x-ndjson" | "application/jsonl" | "application/json-lines" | "text/plain"
+        ),
+    };
+    if !fits {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the Content-Type does not match format (csv: text/csv; jsonl: application/x-ndjson)",
+        ));
+    }
     let service = state.service.clone();
     let runtime = tokio::runtime::Handle::current();
     let reader = BodyReader {
@@ -217,7 +244,9 @@ pub async fn import(
 
 /// Every suppression in force, in the import format (an export imports again), streamed.
 #[utoipa::path(get, path = "/v1/export", params(FormatParams), tag = "bulk",
-    responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "CSV or JSON lines, as `format` asks",
+        content((String = "text/csv"), (String = "application/x-ndjson"))),
+        (status = 403, body = ErrorBody)))]
 pub async fn export(
     State(state): State<ApiState>,
     caller: Caller,

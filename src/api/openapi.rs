@@ -30,7 +30,25 @@ use super::{bulk, routes};
         bulk::import,
         bulk::export,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(
+        super::error::ErrorBody,
+        crate::model::MailClass,
+        crate::model::Channel,
+        crate::model::Reason,
+        crate::model::Source,
+        crate::model::ContactStatus,
+        crate::service::bulk::Format,
+        crate::service::bulk::RowError,
+        crate::store::EventRecord,
+        crate::store::BlockedRecord,
+        crate::model::SuppressionRecord,
+        crate::policy::Blocking,
+        crate::service::CompanyStatus,
+        crate::service::BrandStatus,
+        routes::QueueCommand,
+        routes::LiftBody,
+    )),
+    modifiers(&BearerAuth, &CommonErrors),
     security(("bearer" = [])),
 )]
 struct ApiDoc;
@@ -44,6 +62,68 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// The answers every operation can give besides its own: a bad request, a missing or wrong
+/// token, a role too low, an unavailable store; and for JSON bodies, a wrong content type or a
+/// body that does not fit.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                let json_body = operation
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|body| body.content.contains_key("application/json"));
+                let mut add = vec![
+                    (
+                        "400",
+                        "The request is malformed or names something not configured",
+                    ),
+                    ("401", "No token, or not a valid one"),
+                    ("403", "The token's role may not do this"),
+                    ("404", "Not found"),
+                    ("503", "The database is not available; try again later"),
+                ];
+                if operation.request_body.is_some() {
+                    add.push((
+                        "415",
+                        "The body's Content-Type is not one this operation takes",
+                    ));
+                }
+                if json_body {
+                    add.push(("422", "The JSON does not fit the request"));
+                }
+                for (status, description) in add {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 

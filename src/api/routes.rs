@@ -2,7 +2,7 @@
 //! JSON. Every rule is the service's.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::config::ApiRole;
 use crate::model::format_time;
 use crate::policy::Verdict;
@@ -42,7 +42,7 @@ pub async fn check(
 pub async fn status(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(address): Path<String>,
+    ApiPath(address): ApiPath<String>,
 ) -> ApiResult<Json<StatusReport>> {
     caller.require(ApiRole::Read)?;
     Ok(Json(state.service.status(&address).await?))
@@ -100,17 +100,23 @@ pub struct LiftBody {
 pub async fn lift(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<LiftReport>> {
     caller.require(ApiRole::Write)?;
-    // The body is optional: none, or `{"note": "…"}`.
+    // The body is optional: none, `null`, or `{"note": "…"}`.
     let note = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<LiftBody>(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?
-            .note
+        serde_json::from_slice::<Option<LiftBody>>(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    e.to_string(),
+                )
+            })?
+            .and_then(|b| b.note)
     };
     let request = LiftRequest {
         note,
@@ -216,7 +222,7 @@ pub struct EvidenceMeta {
 pub async fn evidence(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiQuery(params): ApiQuery<EvidenceParams>,
 ) -> ApiResult<Response> {
     caller.require(ApiRole::Read)?;
@@ -273,7 +279,7 @@ pub async fn queue(State(state): State<ApiState>, caller: Caller) -> ApiResult<J
 pub async fn queue_item(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<QueueEntry>> {
     caller.require(ApiRole::Admin)?;
     Ok(Json(state.service.queue_entry(id).await?))
@@ -297,7 +303,7 @@ pub enum QueueCommand {
 pub async fn queue_act(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((id, action)): Path<(i64, String)>,
+    ApiPath((id, action)): ApiPath<(i64, String)>,
 ) -> ApiResult<Json<QueueActReport>> {
     caller.require(ApiRole::Admin)?;
     let action = match action.as_str() {

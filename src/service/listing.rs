@@ -32,9 +32,11 @@ pub struct EventsQuery {
     pub kind: Option<String>,
     /// Continue after this id (the `next_cursor` of the page before).
     #[serde(default)]
+    #[param(minimum = 0)]
     pub cursor: Option<i64>,
     /// Rows per page (1–1000, default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -62,9 +64,13 @@ pub struct SuppressionsQuery {
     #[serde(default, deserialize_with = "crate::model::deserialize_opt_time")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<Timestamp>,
+    /// Continue after this id (the `next_cursor` of the page before).
     #[serde(default)]
+    #[param(minimum = 0)]
     pub cursor: Option<i64>,
+    /// Rows per page (1–1000, default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -76,25 +82,46 @@ pub struct BlockedQuery {
     #[serde(default, deserialize_with = "crate::model::deserialize_opt_time")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<Timestamp>,
+    /// Continue after this id (the `next_cursor` of the page before).
     #[serde(default)]
+    #[param(minimum = 0)]
     pub cursor: Option<i64>,
+    /// Rows per page (1–1000, default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 /// A page of rows and the cursor of the next page (`null`: this was the last).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+macro_rules! page_type {
+    ($name:ident, $item:ty, $what:literal) => {
+        #[doc = concat!("A page of ", $what, " and the cursor of the next page (`null`: this was the last).")]
+        #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+        pub struct $name {
+            pub items: Vec<$item>,
+            pub next_cursor: Option<i64>,
+        }
+
+        impl From<Page<$item>> for $name {
+            fn from(page: Page<$item>) -> Self {
+                Self {
+                    items: page.items,
+                    next_cursor: page.next_cursor,
+                }
+            }
+        }
+    };
+}
+
+/// Rows and the next cursor, before they get their named page type.
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<i64>,
 }
 
-/// A page of events.
-pub type EventPage = Page<EventRecord>;
-/// A page of suppressions.
-pub type SuppressionPage = Page<SuppressionRecord>;
-/// A page of blocked sends.
-pub type BlockedPage = Page<BlockedRecord>;
+page_type!(EventPage, EventRecord, "events");
+page_type!(SuppressionPage, SuppressionRecord, "suppressions in force");
+page_type!(BlockedPage, BlockedRecord, "blocked sends");
 
 fn page<T>(items: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Page<T> {
     let next_cursor = if items.len() as i64 >= limit {
@@ -103,6 +130,15 @@ fn page<T>(items: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Page<T> {
         None
     };
     Page { items, next_cursor }
+}
+
+fn cursor(asked: Option<i64>) -> Result<Option<i64>, ServiceError> {
+    match asked {
+        Some(n) if n < 0 => Err(ServiceError::Invalid(format!(
+            "cursor {n} is not one (use the next_cursor of the page before)"
+        ))),
+        other => Ok(other),
+    }
 }
 
 fn limit(asked: Option<i64>) -> Result<i64, ServiceError> {
@@ -137,8 +173,11 @@ impl SuppressionService {
             address_hash,
             kind: query.kind.clone(),
         };
-        let items = self.store.list_events(&filter, query.cursor, limit).await?;
-        Ok(page(items, limit, |e| e.id))
+        let items = self
+            .store
+            .list_events(&filter, cursor(query.cursor)?, limit)
+            .await?;
+        Ok(page(items, limit, |e| e.id).into())
     }
 
     /// A page of the suppressions in force.
@@ -170,9 +209,9 @@ impl SuppressionService {
         };
         let items = self
             .store
-            .list_suppressions(&filter, query.cursor, limit)
+            .list_suppressions(&filter, cursor(query.cursor)?, limit)
             .await?;
-        Ok(page(items, limit, |s| s.id))
+        Ok(page(items, limit, |s| s.id).into())
     }
 
     /// A page of the sends a suppression stopped.
@@ -183,9 +222,9 @@ impl SuppressionService {
         let limit = limit(query.limit)?;
         let items = self
             .store
-            .list_blocked(query.since, query.cursor, limit)
+            .list_blocked(query.since, cursor(query.cursor)?, limit)
             .await?;
-        Ok(page(items, limit, |b| b.id))
+        Ok(page(items, limit, |b| b.id).into())
     }
 
     /// The latest sends a suppression stopped, newest first (`bouncegate blocked`).
