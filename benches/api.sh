@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# HTTP API benchmark against `bouncegate serve` (release build, SQLite) with SUPPRESSIONS
+# suppressions imported (default 1,000,000):
+#   1. GET /v1/check from 50 concurrent connections (wrk), random addresses, half of them suppressed;
+#   2. the one-click POST /u/TOKEN from 10 connections, each request a different recipient;
+#   3. POST /v1/filter of FILTER addresses (default 1,000,000) streamed in and out, with the
+#      server's resident memory before, and its peak (VmHWM) after.
+#
+#   benches/api.sh                      # SUPPRESSIONS=1000000 FILTER=1000000 DURATION=20
+# Needs wrk (Debian package wrk), curl and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUPPRESSIONS=${SUPPRESSIONS:-1000000}
+FILTER=${FILTER:-1000000}
+DURATION=${DURATION:-20}
+CLICKS=${CLICKS:-20000}
+PORT=${PORT:-28025}
+
+cargo build --release --locked -q
+cargo build --release --locked -q --bench api_tokens
+tokens_bin=$(ls -t target/release/deps/api_tokens-* | grep -v '\.d$' | head -n1)
+work=$(mktemp -d)
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+TOKEN=bench-read-token-0123456789
+cat > "$work/bouncegate.toml" <<TOML
+[database]
+url = "sqlite://$work/bouncegate.db"
+[inbound]
+listen = "127.0.0.1:0"
+domain = "bounces.example.net"
+dns_resolver = "127.0.0.1:9"
+[relay]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:$PORT"
+tokens = [{ name = "bench", token = "$TOKEN", role = "admin" }]
+[[companies]]
+id = "acme"
+brands = ["news", "shop"]
+TOML
+bg() { target/release/bouncegate --config "$work/bouncegate.toml" "$@"; }
+
+python3 - "$work" "$SUPPRESSIONS" "$FILTER" <<'PY'
+import random, sys
+work, n, f = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+reasons = ["unsubscribe", "hard_bounce", "complaint", "manual"]
+with open(f"{work}/suppressions.csv", "w") as out:
+    out.write("email,reason,company,note\n")
+    for i in range(n):
+        reason = reasons[i % 4]
+        company = "" if reason == "hard_bounce" else "acme"
+        out.write(f"user{i}@example.org,{reason},{company},bench\n")
+with open(f"{work}/filter.txt", "w") as out:
+    for i in range(f):
+        out.write(f"user{i * 2}@example.org\n")
+PY
+echo "importing $SUPPRESSIONS suppressions"
+start=$(date +%s.%N)
+bg import "$work/suppressions.csv" --json > "$work/import.json"
+echo "  took $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s: $(cat "$work/import.json" | head -c 200)"
+"$tokens_bin" "sqlite://$work/bouncegate.db" "$CLICKS" > "$work/tokens.txt"
+
+target/release/bouncegate --config "$work/bouncegate.toml" serve > /dev/null 2> "$work/serve.log" &
+server=$!
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$PORT/openapi.json" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
+
+cat > "$work/check.lua" <<LUA
+math.randomseed(os.time())
+request = function()
+  local i = math.random(0, 2 * $SUPPRESSIONS - 1)
+  return wrk.format("GET", "/v1/check?address=user" .. i .. "%40example.org&company=acme&brand=news", {["Authorization"] = "Bearer $TOKEN"})
+end
+LUA
+echo "GET /v1/check, 50 connections, ${DURATION}s (warm-up 5 s first)"
+wrk -t2 -c50 -d5s -s "$work/check.lua" "http://127.0.0.1:$PORT" > /dev/null
+wrk -t2 -c50 -d"${DURATION}s" --latency -s "$work/check.lua" "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|Socket|Non-2xx"
+
+cat > "$work/click.lua" <<LUA
+local paths = {}
+for line in io.lines("$work/tokens.txt") do paths[#paths + 1] = line end
+local n = 0
+local thread_id = 0
+setup = function(thread) thread_id = thread_id + 1; thread:set("offset", thread_id * 100000) end
+request = function()
+  n = n + 1
+  local path = paths[((offset + n) % #paths) + 1]
+  return wrk.format("POST", path, {["Content-Type"] = "application/x-www-form-urlencoded"}, "List-Unsubscribe=One-Click")
+end
+LUA
+echo "one-click POST /u/TOKEN, 10 connections, ${DURATION}s, $CLICKS different recipients"
+wrk -t2 -c10 -d"${DURATION}s" --latency -s "$work/click.lua" "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|Socket|Non-2xx"
+
+echo "POST /v1/filter of $FILTER addresses"
+before=$(rss)
+start=$(date +%s.%N)
+curl -s -o "$work/decisions.jsonl" --data-binary @"$work/filter.txt" -H "Authorization: Bearer $TOKEN" \
+    -H "Content-Type: text/plain" "http://127.0.0.1:$PORT/v1/filter?company=acme&brand=news"
+took=$(python3 -c "print(round($(date +%s.%N) - $start, 1))")
+echo "  $took s; $(wc -l < "$work/decisions.jsonl") lines out; last: $(tail -n1 "$work/decisions.jsonl")"
+echo "  server memory: $((before / 1024)) MiB before, $(( $(rss) / 1024 )) MiB after, peak $(( $(awk '/VmHWM/ {print $2}' /proc/$server/status) / 1024 )) MiB"
