@@ -717,3 +717,55 @@ fn relay_hash_password_prints_a_hash_the_config_takes() {
     let nothing = bouncegate_with_input(&empty, &["relay", "hash-password"], Some(b""));
     expect_exit(&nothing, 2, "no password");
 }
+
+#[tokio::test]
+async fn events_show_what_was_done_oldest_first() {
+    for db in databases().await {
+        let config = write_config(&db, "");
+        let none = bouncegate(&config, &["events"]);
+        expect_exit(&none, 0, db.backend);
+        assert_eq!(stdout(&none).trim(), "no events");
+        for address in ["first@example.org", "second@example.org"] {
+            let suppress = bouncegate(
+                &config,
+                &[
+                    "suppress",
+                    address,
+                    "--reason",
+                    "manual",
+                    "--company",
+                    "acme",
+                    "--note",
+                    "asked by phone",
+                ],
+            );
+            expect_exit(&suppress, 0, "suppress");
+            let lift = bouncegate(&config, &["lift", address, "--note", "changed their mind"]);
+            expect_exit(&lift, 0, "lift");
+        }
+        let all = bouncegate(&config, &["events", "--json"]);
+        expect_exit(&all, 0, db.backend);
+        let lines: Vec<serde_json::Value> = stdout(&all)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{}: {lines:?}", db.backend);
+        assert!(lines.iter().all(|e| e["kind"] == "lift"));
+        assert_eq!(lines[0]["address"], "first@example.org", "oldest first");
+        let one = bouncegate(
+            &config,
+            &["events", "--address", "SECOND@example.org", "--json"],
+        );
+        let text = stdout(&one);
+        assert_eq!(text.lines().count(), 1, "{}: {text}", db.backend);
+        assert!(text.contains("second@example.org"));
+        let human = stdout(&bouncegate(&config, &["events", "--limit", "1"]));
+        assert!(
+            human.contains(" lift first@example.org acme via "),
+            "{}: {human}",
+            db.backend
+        );
+        let bad = bouncegate(&config, &["events", "--address", "not-an-address"]);
+        expect_exit(&bad, 2, "an invalid address is an error");
+    }
+}
