@@ -284,25 +284,12 @@ impl Default for RelayConfig {
 impl RelayConfig {
     /// What serde cannot check: durations, the upstream, limits.
     fn check(&self) -> Result<(), (String, String)> {
-        if self.retry_schedule.is_empty() {
-            return Err((
-                "relay.retry_schedule".into(),
-                "needs at least one wait (like [\"5m\"])".into(),
-            ));
-        }
-        for wait in self.retry_schedule.iter().chain([&self.max_queue_age]) {
-            if parse_duration(wait).is_none_or(|d| d.is_zero()) {
-                let key = if *wait == self.max_queue_age {
-                    "relay.max_queue_age"
-                } else {
-                    "relay.retry_schedule"
-                };
-                return Err((
-                    key.into(),
-                    format!("{wait:?} is not a duration (like \"30s\", \"5m\", \"2h\", \"5d\")"),
-                ));
-            }
-        }
+        check_retries(
+            &self.retry_schedule,
+            "relay.retry_schedule",
+            &self.max_queue_age,
+            "relay.max_queue_age",
+        )?;
         let port = self
             .upstream
             .rsplit_once(':')
@@ -336,16 +323,46 @@ impl RelayConfig {
 
     /// The retry schedule as durations.
     pub fn retry_delays(&self) -> Vec<std::time::Duration> {
-        self.retry_schedule
-            .iter()
-            .filter_map(|d| parse_duration(d))
-            .collect()
+        durations(&self.retry_schedule)
     }
 
     /// The queue age past which a mail fails.
     pub fn max_queue_age(&self) -> std::time::Duration {
         parse_duration(&self.max_queue_age).unwrap_or(std::time::Duration::from_secs(5 * 86_400))
     }
+}
+
+/// A retry schedule (waits, the last repeating) and the age past which one gives up.
+fn check_retries(
+    schedule: &[String],
+    schedule_key: &str,
+    max_age: &str,
+    max_age_key: &str,
+) -> Result<(), (String, String)> {
+    if schedule.is_empty() {
+        return Err((
+            schedule_key.into(),
+            "needs at least one wait (like [\"5m\"])".into(),
+        ));
+    }
+    for (wait, key) in schedule
+        .iter()
+        .map(|w| (w.as_str(), schedule_key))
+        .chain([(max_age, max_age_key)])
+    {
+        if parse_duration(wait).is_none_or(|d| d.is_zero()) {
+            return Err((
+                key.into(),
+                format!("{wait:?} is not a duration (like \"30s\", \"5m\", \"2h\", \"5d\")"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The waits of a checked schedule.
+fn durations(schedule: &[String]) -> Vec<std::time::Duration> {
+    schedule.iter().filter_map(|d| parse_duration(d)).collect()
 }
 
 /// How the relay talks to its upstream.
@@ -730,26 +747,12 @@ impl Default for WebhookDeliveryConfig {
 
 impl WebhookDeliveryConfig {
     fn check(&self) -> Result<(), (String, String)> {
-        if self.retry_schedule.is_empty() {
-            return Err((
-                "webhook_delivery.retry_schedule".into(),
-                "needs at least one wait".into(),
-            ));
-        }
-        for wait in &self.retry_schedule {
-            if parse_duration(wait).is_none_or(|d| d.is_zero()) {
-                return Err((
-                    "webhook_delivery.retry_schedule".into(),
-                    format!("{wait:?} is not a duration like 30s, 5m, 2h or 3d"),
-                ));
-            }
-        }
-        if parse_duration(&self.max_age).is_none_or(|d| d.is_zero()) {
-            return Err((
-                "webhook_delivery.max_age".into(),
-                format!("{:?} is not a duration like 3d", self.max_age),
-            ));
-        }
+        check_retries(
+            &self.retry_schedule,
+            "webhook_delivery.retry_schedule",
+            &self.max_age,
+            "webhook_delivery.max_age",
+        )?;
         if self.timeout_secs == 0 {
             return Err((
                 "webhook_delivery.timeout_secs".into(),
@@ -761,10 +764,7 @@ impl WebhookDeliveryConfig {
 
     /// The waits between attempts.
     pub fn delays(&self) -> Vec<std::time::Duration> {
-        self.retry_schedule
-            .iter()
-            .filter_map(|w| parse_duration(w))
-            .collect()
+        durations(&self.retry_schedule)
     }
 
     /// How long an event is tried.

@@ -4,15 +4,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bouncegate::config::Config;
 use bouncegate::serve::Gateway;
-use bouncegate::smtp::{
-    ListenerConfig, MailFrom, MessageSink, RcptTo, ReceivedMessage, ServerHandle, SessionInfo,
-    SinkError, SmtpServer,
-};
+use bouncegate::smtp::{ListenerConfig, ServerHandle, SmtpServer};
 use common::{TestDb, databases};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -23,19 +20,7 @@ const READ: &str = "read-token-0123456789";
 const WRITE: &str = "write-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 
-/// An upstream that keeps what it is given.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<ReceivedMessage>>);
-
-impl MessageSink for Recorder {
-    async fn rcpt(&self, _: &SessionInfo, _: &MailFrom, _: &RcptTo) -> Result<(), SinkError> {
-        Ok(())
-    }
-    async fn data(&self, message: ReceivedMessage) -> Result<(), SinkError> {
-        self.0.lock().unwrap().push(message);
-        Ok(())
-    }
-}
+use common::Recorder;
 
 struct Running {
     gateway: Gateway,

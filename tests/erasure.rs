@@ -12,27 +12,13 @@ use bouncegate::config::Config;
 use bouncegate::model::{Channel, Reason, Source};
 use bouncegate::serve::Gateway;
 use bouncegate::service::{SuppressRequest, SuppressionService};
-use bouncegate::smtp::{
-    ListenerConfig, MailFrom, MessageSink, RcptTo, ReceivedMessage, ServerHandle, SessionInfo,
-    SinkError, SmtpServer,
-};
+use bouncegate::smtp::{ListenerConfig, ServerHandle, SmtpServer};
 use common::{ORGANISATION, TestDb, databases};
 use sqlx::{AnyConnection, Column, Connection, Row};
 
 const DOMAIN: &str = "bounces.example.org";
 
-#[derive(Default)]
-struct Recorder(std::sync::Mutex<Vec<ReceivedMessage>>);
-
-impl MessageSink for Recorder {
-    async fn rcpt(&self, _: &SessionInfo, _: &MailFrom, _: &RcptTo) -> Result<(), SinkError> {
-        Ok(())
-    }
-    async fn data(&self, message: ReceivedMessage) -> Result<(), SinkError> {
-        self.0.lock().unwrap().push(message);
-        Ok(())
-    }
-}
+use common::Recorder;
 
 fn config(db: &TestDb, upstream: u16, keep: bool) -> Arc<Config> {
     let text = format!(

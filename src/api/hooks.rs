@@ -37,12 +37,7 @@ pub async fn receive(
         )
         .into_response();
     };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header = |name: &str| super::header_text(&headers, name);
     let read = state
         .providers
         .read(

@@ -113,6 +113,14 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         ))
 }
 
+/// A request header as text (`None` when absent or not visible ASCII).
+fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint (see /openapi.json)")
 }

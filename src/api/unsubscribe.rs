@@ -207,12 +207,7 @@ pub async fn unsubscribe(
     let lang = language(&headers);
     // A body past the limit is cut, not refused: the click still counts.
     let body = read_limited(body, MAX_BODY).await;
-    let text = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let text = |name: header::HeaderName| super::header_text(&headers, name.as_str());
     let request = OneClickRequest {
         peer: peer.to_string(),
         user_agent: text(header::USER_AGENT),

@@ -198,3 +198,26 @@ pub fn erasure(address: &str) -> bouncegate::service::ErasureRequest {
         address: address.into(),
     }
 }
+
+/// An upstream SMTP server that keeps every message it is given.
+#[derive(Default)]
+#[allow(dead_code)]
+pub struct Recorder(pub std::sync::Mutex<Vec<bouncegate::smtp::ReceivedMessage>>);
+
+impl bouncegate::smtp::MessageSink for Recorder {
+    async fn rcpt(
+        &self,
+        _: &bouncegate::smtp::SessionInfo,
+        _: &bouncegate::smtp::MailFrom,
+        _: &bouncegate::smtp::RcptTo,
+    ) -> Result<(), bouncegate::smtp::SinkError> {
+        Ok(())
+    }
+    async fn data(
+        &self,
+        message: bouncegate::smtp::ReceivedMessage,
+    ) -> Result<(), bouncegate::smtp::SinkError> {
+        self.0.lock().unwrap().push(message);
+        Ok(())
+    }
+}
