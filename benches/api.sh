@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # HTTP API benchmark against `bouncegate serve` (release build, SQLite) with SUPPRESSIONS
 # suppressions imported (default 1,000,000):
-#   1. GET /v1/check from 50 concurrent connections (wrk), random addresses, half of them suppressed;
+#   1. GET /v1/check from 50 concurrent connections, random addresses, half of them suppressed:
+#      as fast as it goes (wrk), and at a fixed RATE (default 20,000/s; oha, latency corrected);
 #   2. the one-click POST /u/TOKEN from 10 connections, each request a different recipient;
 #   3. POST /v1/filter of FILTER addresses (default 1,000,000) streamed in and out, with the
 #      server's resident memory before, and its peak (VmHWM) after.
 #
 #   benches/api.sh                      # SUPPRESSIONS=1000000 FILTER=1000000 DURATION=20
-# Needs wrk (Debian package wrk), curl and python3.
+# Needs wrk (Debian package wrk), curl and python3; oha (cargo install oha) for the fixed-rate run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUPPRESSIONS=${SUPPRESSIONS:-1000000}
 FILTER=${FILTER:-1000000}
 DURATION=${DURATION:-20}
 CLICKS=${CLICKS:-20000}
+RATE=${RATE:-20000}
 PORT=${PORT:-28025}
 
 cargo build --release --locked -q
@@ -68,7 +70,9 @@ for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$PORT/openapi.json" >/dev/null 2>&1 && break
     sleep 0.1
 done
-rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
+# Resident memory in MiB: the heap and stacks (RssAnon) apart from the SQLite file pages mapped
+# with mmap (RssFile), which the kernel can take back.
+mem() { awk '/RssAnon/ {a=$2} /RssFile/ {f=$2} END {printf "%d MiB anonymous + %d MiB file-mapped", a/1024, f/1024}' "/proc/$server/status"; }
 
 cat > "$work/check.lua" <<LUA
 math.randomseed(os.time())
@@ -80,6 +84,16 @@ LUA
 echo "GET /v1/check, 50 connections, ${DURATION}s (warm-up 5 s first)"
 wrk -t2 -c50 -d5s -s "$work/check.lua" "http://127.0.0.1:$PORT" > /dev/null
 wrk -t2 -c50 -d"${DURATION}s" --latency -s "$work/check.lua" "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|Socket|Non-2xx"
+
+if command -v oha >/dev/null 2>&1; then
+    echo "GET /v1/check at a fixed $RATE requests/s, 50 connections, ${DURATION}s (oha, latency corrected)"
+    oha --no-tui -z "${DURATION}s" -c 50 -q "$RATE" --latency-correction \
+        -H "Authorization: Bearer $TOKEN" --rand-regex-url \
+        "http://127[.]0[.]0[.]1:$PORT/v1/check[?]address=user[1-9][0-9]{5}%40example[.]org&company=acme&brand=news" \
+        | grep -E "Success rate|Requests/sec|50.00%|90.00%|99.00%|99.90%|\[200\]|\[4|\[5"
+else
+    echo "(oha not installed: cargo install oha --locked; the fixed-rate run is skipped)"
+fi
 
 cat > "$work/click.lua" <<LUA
 local paths = {}
@@ -97,10 +111,14 @@ echo "one-click POST /u/TOKEN, 10 connections, ${DURATION}s, $CLICKS different r
 wrk -t2 -c10 -d"${DURATION}s" --latency -s "$work/click.lua" "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|Socket|Non-2xx"
 
 echo "POST /v1/filter of $FILTER addresses"
-before=$(rss)
+before=$(mem)
 start=$(date +%s.%N)
+( while sleep 0.5; do awk '/RssAnon/ {print $2}' "/proc/$server/status"; done > "$work/anon.txt" ) &
+sampler=$!
 curl -s -o "$work/decisions.jsonl" --data-binary @"$work/filter.txt" -H "Authorization: Bearer $TOKEN" \
     -H "Content-Type: text/plain" "http://127.0.0.1:$PORT/v1/filter?company=acme&brand=news"
 took=$(python3 -c "print(round($(date +%s.%N) - $start, 1))")
+kill $sampler
+echo "  peak anonymous memory while filtering: $(( $(sort -n "$work/anon.txt" | tail -n1) / 1024 )) MiB"
 echo "  $took s; $(wc -l < "$work/decisions.jsonl") lines out; last: $(tail -n1 "$work/decisions.jsonl")"
-echo "  server memory: $((before / 1024)) MiB before, $(( $(rss) / 1024 )) MiB after, peak $(( $(awk '/VmHWM/ {print $2}' /proc/$server/status) / 1024 )) MiB"
+echo "  server memory before: $before; after: $(mem)"

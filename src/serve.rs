@@ -165,6 +165,8 @@ async fn start_http(
             "API token in plain text: store `token_hash` (its SHA-256 in hex) instead"
         );
     }
+    // One-click requests batch with received mail in the inbound writer's group commits.
+    let service = service.with_committer(inbound.committer());
     let state = crate::api::ApiState::new(service, config).with_inbound(inbound);
     let router = crate::api::router(state, config);
     let handle = crate::api::spawn(config.http.listen, router)

@@ -7,7 +7,6 @@
 //! bounces are no way to unsubscribe other people.
 
 mod auth;
-mod committer;
 pub mod providers;
 
 use providers::{Item, Notification, Provider};
@@ -30,10 +29,10 @@ use crate::config::Config;
 use crate::log_limit::LogLimit;
 use crate::model::{Channel, Reason, Scope, Source, Timestamp};
 use crate::smtp::{MailFrom, MessageSink, RcptTo, ReceivedMessage, SessionInfo, SinkError};
+use crate::store::{Committer, PendingMail};
 use crate::store::{Escalation, InboundEvent, NewEvent, NewSuppression, SendRecord, Store};
 use crate::token::{TokenKeys, TokenKind};
 use crate::verp;
-use committer::{Committer, PendingMail};
 
 /// Longest diagnostic kept in a suppression note.
 const NOTE_DIAGNOSTIC: usize = 300;
@@ -44,7 +43,7 @@ pub struct InboundSink {
     config: Arc<Config>,
     analyzer: Analyzer,
     keys: TokenKeys,
-    committer: Committer,
+    committer: Arc<Committer>,
     /// Checks who sent a plain unsubscribe mail; `None` when DNS could not be set up (every
     /// such mail is then unauthenticated).
     authenticator: Option<SenderAuthenticator>,
@@ -128,7 +127,7 @@ impl InboundSink {
         };
         Self {
             keys,
-            committer: Committer::start(store.clone()),
+            committer: Arc::new(Committer::start(store.clone())),
             store,
             config,
             analyzer,
@@ -229,6 +228,11 @@ impl InboundSink {
             crate::metrics::bounce(class, reason);
         }
         Ok(())
+    }
+
+    /// The group-commit writer (shared with the one-click path, so both batch together).
+    pub fn committer(&self) -> Arc<Committer> {
+        self.committer.clone()
     }
 
     /// A provider's notification (its authenticity already checked): its bounces, complaints

@@ -332,6 +332,9 @@ pub struct SuppressionService {
     store: Store,
     policy: Policy,
     config: Arc<Config>,
+    /// The group-commit writer of the running gateway (one-click requests batch with received
+    /// mail); `None` writes each on its own.
+    committer: Option<Arc<crate::store::Committer>>,
 }
 
 impl SuppressionService {
@@ -341,7 +344,14 @@ impl SuppressionService {
             policy: Policy::new(&config.policy),
             store,
             config,
+            committer: None,
         }
+    }
+
+    /// Writes one-click requests through `committer` (group commit).
+    pub fn with_committer(mut self, committer: Arc<crate::store::Committer>) -> Self {
+        self.committer = Some(committer);
+        self
     }
 
     /// The store behind the service.

@@ -9,7 +9,7 @@ use crate::address::EmailAddress;
 use crate::model::{Channel, Reason, Scope, Source, Timestamp, format_time};
 use crate::store::{
     AddOutcome, Escalation, InboundEvent, InboundRecord, NewEvent, NewEvidence, NewSuppression,
-    SendRecord, Store, StoreError,
+    PendingMail, SendRecord, Store, StoreError,
 };
 use crate::token::{TokenBinding, TokenKeys, TokenKind};
 use crate::verp;
@@ -178,25 +178,55 @@ impl SuppressionService {
                 Escalation::Immediate,
             )
         });
-        let record = InboundRecord {
-            evidence: NewEvidence {
-                raw: &raw,
-                peer_ip: Some(&request.peer),
-                received_at: Some(now),
-                ..NewEvidence::default()
-            },
+        let Some(committer) = &self.committer else {
+            let record = InboundRecord {
+                evidence: NewEvidence {
+                    raw: &raw,
+                    peer_ip: Some(&request.peer),
+                    received_at: Some(now),
+                    ..NewEvidence::default()
+                },
+                events: vec![InboundEvent { event, suppression }],
+            };
+            let outcome = self.store.record_inbound(&record, now).await?;
+            let done = match outcome.suppressions.first() {
+                Some(Some(AddOutcome::Added(_))) => OneClickOutcome::Unsubscribed,
+                _ => OneClickOutcome::AlreadyUnsubscribed,
+            };
+            return Ok(Some((target, done)));
+        };
+        // Said before the write (two clicks at once may both hear "unsubscribed"): the group
+        // commit answers when durable, not what each row did.
+        let in_force = match &suppression {
+            Some((new, _)) => {
+                let records = self.store.records(&self.store.hash(&new.address)).await?;
+                records.erased_at.is_some()
+                    || records.suppressions.iter().any(|s| {
+                        s.reason == Reason::Unsubscribe
+                            && s.channel == Channel::Email
+                            && s.scope == new.scope
+                            && s.is_in_force(now)
+                    })
+            }
+            None => true,
+        };
+        let pending = PendingMail {
+            raw,
+            mail_from: String::new(),
+            rcpt_to: request.path.clone(),
+            helo: String::new(),
+            peer_ip: request.peer.clone(),
+            received_at: now,
             events: vec![InboundEvent { event, suppression }],
         };
-        let outcome = self.store.record_inbound(&record, now).await?;
-        let done = match outcome.suppressions.first() {
-            Some(Some(AddOutcome::Added(_))) => {
-                crate::metrics::suppression_added(
-                    Reason::Unsubscribe.as_str(),
-                    Source::OneClick.as_str(),
-                );
-                OneClickOutcome::Unsubscribed
-            }
-            _ => OneClickOutcome::AlreadyUnsubscribed,
+        committer
+            .commit(pending)
+            .await
+            .map_err(|e| ServiceError::Store(crate::store::StoreError::Corrupt(e)))?;
+        let done = if in_force {
+            OneClickOutcome::AlreadyUnsubscribed
+        } else {
+            OneClickOutcome::Unsubscribed
         };
         Ok(Some((target, done)))
     }

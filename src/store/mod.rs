@@ -5,6 +5,7 @@
 //! that must hold whoever writes: no duplicate active suppression, no plain address stored for an
 //! erased hash, evidence append-only. Knows nothing of the decision rules (`policy`).
 
+mod committer;
 mod events;
 mod evidence;
 mod evidence_chain;
@@ -27,6 +28,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{AnyPool, Executor, Row, Transaction};
 
+pub use committer::{Committer, PendingMail};
 pub use events::{EventRecord, NewEvent};
 pub use evidence::{EvidenceRecord, NewEvidence};
 pub use evidence_chain::{ChainFault, ChainFinding, ChainHead, ChainReport, PurgeOutcome};

@@ -1,20 +1,20 @@
-//! Group commit: one writer task takes every received mail that is waiting, writes them in one
+//! Group commit: one writer takes every received mail (or one-click request) that is waiting, writes them in one
 //! transaction (one sync to disk), then answers each session. Under load the batches grow by
 //! themselves; alone, a mail is written at once. A failed batch is retried one mail at a time,
 //! so one bad mail cannot fail the others.
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::Timestamp;
-use crate::store::{
+use super::{
     AddOutcome, InboundEvent, InboundOutcome, InboundRecord, NewEvidence, Store, StoreError,
 };
+use crate::model::Timestamp;
 
 /// Most mails in one transaction.
 const MAX_BATCH: usize = 256;
 
 /// A received mail with what it changes, owned so it can wait for the writer.
-pub(crate) struct PendingMail {
+pub struct PendingMail {
     pub raw: Vec<u8>,
     pub mail_from: String,
     pub rcpt_to: String,
@@ -43,8 +43,14 @@ impl PendingMail {
 type Reply = oneshot::Sender<Result<(), String>>;
 
 /// The handle sessions use to have their mail written.
-pub(crate) struct Committer {
+pub struct Committer {
     queue: mpsc::Sender<(PendingMail, Reply)>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Committer(..)")
+    }
 }
 
 impl Committer {
