@@ -63,7 +63,9 @@ impl From<ServiceError> for ApiError {
         }
         let message = match &error {
             // The store's own text may name hosts and paths: say what it means instead.
-            ServiceError::Store(_) => "the database is not available; try again later".to_string(),
+            ServiceError::Store(_) | ServiceError::NotStored(_) => {
+                "the database is not available; try again later".to_string()
+            }
             other => other.to_string(),
         };
         Self::new(status, error.code(), message)

@@ -94,6 +94,9 @@ pub enum ServiceError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store's writer could not take the request (it stopped, or its write failed).
+    #[error("not stored: {0}")]
+    NotStored(String),
 }
 
 impl ServiceError {
@@ -112,7 +115,7 @@ impl ServiceError {
             | ServiceError::Invalid(_) => ErrorKind::Invalid,
             ServiceError::NotHeld(_) | ServiceError::NotFound { .. } => ErrorKind::NotFound,
             ServiceError::EvidenceTampered { .. } => ErrorKind::Tampered,
-            ServiceError::Store(_) => ErrorKind::Unavailable,
+            ServiceError::Store(_) | ServiceError::NotStored(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -132,7 +135,7 @@ impl ServiceError {
             ServiceError::ConsentInFuture(_) => "consent_in_future",
             ServiceError::NotFound { .. } => "not_found",
             ServiceError::Invalid(_) => "invalid_request",
-            ServiceError::Store(_) => "store_unavailable",
+            ServiceError::Store(_) | ServiceError::NotStored(_) => "store_unavailable",
         }
     }
 }

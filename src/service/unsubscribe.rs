@@ -222,7 +222,7 @@ impl SuppressionService {
         committer
             .commit(pending)
             .await
-            .map_err(|e| ServiceError::Store(crate::store::StoreError::Corrupt(e)))?;
+            .map_err(ServiceError::NotStored)?;
         let done = if in_force {
             OneClickOutcome::AlreadyUnsubscribed
         } else {
