@@ -540,6 +540,10 @@ pub struct HttpConfig {
     pub max_body_size: usize,
     /// Requests served at once; more wait.
     pub max_concurrent_requests: usize,
+    /// Open connections at once; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers (a slow client holds no slot longer).
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -550,6 +554,8 @@ impl Default for HttpConfig {
             tokens: Vec::new(),
             max_body_size: 1024 * 1024,
             max_concurrent_requests: 512,
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -559,11 +565,20 @@ impl HttpConfig {
         if self.max_body_size == 0 {
             return Err(("http.max_body_size".into(), "must be at least 1".into()));
         }
-        if self.max_concurrent_requests == 0 {
-            return Err((
-                "http.max_concurrent_requests".into(),
-                "must be at least 1".into(),
-            ));
+        for (key, value) in [
+            (
+                "http.max_concurrent_requests",
+                self.max_concurrent_requests as u64,
+            ),
+            ("http.max_connections", self.max_connections as u64),
+            (
+                "http.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
         }
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
             return Err((

@@ -128,3 +128,8 @@ pub fn queue(summary: &QueueSummary) {
 pub fn webhook(outcome: &'static str) {
     counter!("bouncegate_webhook_attempts_total", "outcome" => outcome).increment(1);
 }
+
+/// An HTTP connection closed at once because `http.max_connections` were open.
+pub fn http_connection_refused() {
+    counter!("bouncegate_http_connections_refused_total").increment(1);
+}

@@ -169,9 +169,14 @@ async fn start_http(
     let service = service.with_committer(inbound.committer());
     let state = crate::api::ApiState::new(service, config).with_inbound(inbound);
     let router = crate::api::router(state, config);
-    let handle = crate::api::spawn(config.http.listen, router)
-        .await
-        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+    let handle = crate::api::spawn(
+        config.http.listen,
+        router,
+        config.http.max_connections,
+        std::time::Duration::from_secs(config.http.header_read_timeout_secs),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
     tracing::info!(address = %handle.local_addr(), "HTTP API listening");
     Ok(handle)
 }

@@ -711,3 +711,66 @@ async fn metrics_and_the_openapi_document_describe_the_server() {
     }
     api.stop().await;
 }
+
+/// Reads until the server closes the connection or `wait` passes; whether it closed.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_and_surplus_connections_hold_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let db = databases().await.remove(0);
+    let extra = format!(
+        "[inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"{DOMAIN}\"\ndns_resolver = \"127.0.0.1:9\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\nmax_connections = 2\nheader_read_timeout_secs = 1\n\
+         tokens = [{{ token = \"{READ}\", role = \"read\" }}]\n\
+         [relay]\nlisten = \"127.0.0.1:0\"\n"
+    );
+    let path = common::write_config(&db, &extra);
+    let config = Arc::new(Config::load(Some(&path)).unwrap());
+    let gateway = Gateway::start(config).await.unwrap();
+    let address = gateway.http.local_addr();
+    // Two clients that trickle a request line and never finish their headers.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(b"GET /v1/check?addr").await.unwrap();
+        slow.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third is over the cap: closed at once.
+    let mut surplus = tokio::net::TcpStream::connect(address).await.unwrap();
+    assert!(
+        closed_within(&mut surplus, Duration::from_millis(500)).await,
+        "a connection past http.max_connections is closed"
+    );
+    // The slow ones are dropped after the header timeout...
+    for stream in &mut slow {
+        assert!(
+            closed_within(stream, Duration::from_secs(3)).await,
+            "a client that does not finish its headers is dropped"
+        );
+    }
+    // ...and their slots serve the next client.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let response = reqwest::Client::new()
+        .get(format!(
+            "http://{address}/v1/check?address=a@example.org&company=acme"
+        ))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    gateway.stop().await;
+}

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::ApiState;
 use crate::service::OneClickOutcome;
 
-pub use crate::metrics::http_request;
+pub use crate::metrics::{http_connection_refused, http_request};
 
 /// Counts a one-click unsubscribe.
 pub fn one_click(outcome: OneClickOutcome) {

@@ -164,30 +164,95 @@ impl HttpHandle {
     }
 }
 
-/// Binds `http.listen` and serves `router`.
+/// Binds `http.listen` and serves `router`: at most `max_connections` open connections (past it
+/// a new one is closed at once), each given `header_read_timeout` to send a request's headers.
 ///
 /// # Errors
 /// The address cannot be bound.
-pub async fn spawn(listen: SocketAddr, router: Router) -> std::io::Result<HttpHandle> {
+pub async fn spawn(
+    listen: SocketAddr,
+    router: Router,
+    max_connections: usize,
+    header_read_timeout: std::time::Duration,
+) -> std::io::Result<HttpHandle> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local_addr = listener.local_addr()?;
-    let (stop, mut stopping) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        })
-        .await;
-        if let Err(error) = served {
-            tracing::error!(error = %error, "HTTP listener failed");
-        }
-    });
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(accept_loop(
+        listener,
+        router,
+        stopping,
+        max_connections,
+        header_read_timeout,
+    ));
     Ok(HttpHandle {
         local_addr,
         stop,
         task,
     })
+}
+
+/// Returns once the stop flag is set (the guard `wait_for` gives is not held across awaits).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    max_connections: usize,
+    header_read_timeout: std::time::Duration,
+) {
+    use tower::ServiceExt;
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(%error, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stopping) => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::http_connection_refused();
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let http = http.clone();
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    router.clone().oneshot(request)
+                },
+            );
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stopped(&mut stopping) => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    // Requests in flight finish.
+    while connections.join_next().await.is_some() {}
 }
