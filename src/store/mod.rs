@@ -340,6 +340,30 @@ async fn load_or_create_secret(pool: &AnyPool) -> Result<InstallationSecret, Sto
     Ok(InstallationSecret::from_hex(&value)?)
 }
 
+/// A query for the ids of due items, locked for this transaction where the backend can
+/// (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so instances sharing a store claim different items;
+/// SQLite has one writer at a time anyway).
+pub(super) fn due_sql(backend: Backend, select: &str) -> String {
+    match backend {
+        Backend::Sqlite => select.to_string(),
+        Backend::Postgres => format!("{select} FOR UPDATE SKIP LOCKED"),
+    }
+}
+
+/// The ids a due query found, as an SQL list (`1, 2, 3`); `None` when it found none.
+pub(super) async fn due_ids<'q>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> Result<Option<String>, StoreError> {
+    let ids: Vec<String> = query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| rows::int(row, "id").map(|id| id.to_string()))
+        .collect::<Result<_, _>>()?;
+    Ok((!ids.is_empty()).then(|| ids.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

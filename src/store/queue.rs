@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::sends::INSERT_SEND;
-use super::{Backend, Store, StoreError, rows};
+use super::{Store, StoreError, rows};
 use crate::address::EmailAddress;
 use crate::model::{MailClass, Timestamp, format_time, normalize_message_id};
 
@@ -348,27 +348,12 @@ impl Store {
     ) -> Result<Vec<QueueItem>, StoreError> {
         let due = "SELECT id FROM queue WHERE state = 'queued' AND next_attempt_at <= $1 \
                    AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_attempt_at, id LIMIT $2";
-        let due = match self.backend {
-            Backend::Sqlite => due.to_string(),
-            Backend::Postgres => format!("{due} FOR UPDATE SKIP LOCKED"),
-        };
+        let due = super::due_sql(self.backend, due);
         let mut tx = self.begin_write().await?;
-        let ids: Vec<i64> = sqlx::query(&due)
-            .bind(format_time(&now))
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| rows::int(row, "id"))
-            .collect::<Result<_, _>>()?;
-        if ids.is_empty() {
+        let query = sqlx::query(&due).bind(format_time(&now)).bind(limit);
+        let Some(list) = super::due_ids(&mut tx, query).await? else {
             return Ok(Vec::new());
-        }
-        let list = ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        };
         sqlx::query(&format!(
             "UPDATE queue SET lease_until = $1, leased_by = $2 WHERE id IN ({list})"
         ))

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::queue::blocked_record;
-use super::{Backend, Store, StoreError, rows};
+use super::{Store, StoreError, rows};
 use crate::model::{Timestamp, format_time};
 
 /// Rows read from one source per fill.
@@ -192,29 +192,15 @@ impl Store {
              AND (lease_until IS NULL OR lease_until < $1) AND webhook IN ({names}) \
              ORDER BY id LIMIT $2"
         );
-        let due = match self.backend {
-            Backend::Sqlite => due,
-            Backend::Postgres => format!("{due} FOR UPDATE SKIP LOCKED"),
-        };
+        let due = super::due_sql(self.backend, &due);
         let mut tx = self.begin_write().await?;
         let mut query = sqlx::query(&due).bind(format_time(&now)).bind(limit);
         for webhook in webhooks {
             query = query.bind(*webhook);
         }
-        let ids: Vec<i64> = query
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| rows::int(row, "id"))
-            .collect::<Result<_, _>>()?;
-        if ids.is_empty() {
+        let Some(list) = super::due_ids(&mut tx, query).await? else {
             return Ok(Vec::new());
-        }
-        let list = ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        };
         sqlx::query(&format!(
             "UPDATE webhook_outbox SET lease_until = $1 WHERE id IN ({list})"
         ))
