@@ -75,13 +75,17 @@ impl Dispatcher {
         })
     }
 
-    /// Sets the cursors of webhooks seen for the first time (they start at the current end),
-    /// before anything else can happen.
+    /// Fills every webhook's outbox from what arrived after its cursors. Called once at start
+    /// before anything else can happen, it sets the cursors of webhooks seen for the first time
+    /// (they start at the current end).
     ///
     /// # Errors
     /// The store failed.
     pub async fn prime(&self) -> Result<(), crate::store::StoreError> {
-        let now = chrono::Utc::now();
+        self.fill(chrono::Utc::now()).await
+    }
+
+    async fn fill(&self, now: crate::model::Timestamp) -> Result<(), crate::store::StoreError> {
         for webhook in &self.config.webhooks {
             self.store
                 .fill_outbox(webhook.key(), &|event| webhook.wants(event), now)
@@ -117,11 +121,7 @@ impl Dispatcher {
     /// Fills the outbox and sends what is due; returns how many attempts were made.
     async fn round(&self) -> Result<usize, crate::store::StoreError> {
         let now = chrono::Utc::now();
-        for webhook in &self.config.webhooks {
-            self.store
-                .fill_outbox(webhook.key(), &|event| webhook.wants(event), now)
-                .await?;
-        }
+        self.fill(now).await?;
         let keys: Vec<&str> = self.config.webhooks.iter().map(|w| w.key()).collect();
         let lease_until = now + chrono::Duration::from_std(LEASE).expect("small");
         let items = self
