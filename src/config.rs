@@ -46,6 +46,7 @@ pub enum ConfigError {
 pub struct Config {
     pub database: DatabaseConfig,
     pub erasure: ErasureConfig,
+    pub retention: RetentionConfig,
     pub inbound: InboundConfig,
     pub relay: RelayConfig,
     pub http: HttpConfig,
@@ -75,6 +76,82 @@ impl Default for ErasureConfig {
         Self {
             keep_opt_out_evidence: true,
         }
+    }
+}
+
+/// `[retention]`: how long what is held about an address is kept (`bouncegate purge`, and daily
+/// inside `serve`). Never purged, whatever the settings: a standing suppression, the proof of a
+/// standing opt-out or complaint, a consent, and the keyed hash of an erasure.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Events (bounces, deliveries, auto-replies, lifts …), blocked sends and delivered webhook
+    /// calls; not the event a standing suppression follows from, nor an erasure's record.
+    pub events_days: u32,
+    /// Raw bounce, delay and auto-reply mails.
+    pub bounce_mail_days: u32,
+    /// Send records and finished queue items (metadata of relayed mail); never below
+    /// `inbound.token_max_age_days`, or a valid token would name a forgotten send.
+    pub sends_days: u32,
+    /// The evidence of an opt-out once it was lifted (by the owner's consent), counted from the
+    /// lift; also lifted suppressions' own rows.
+    pub lifted_proof_days: u32,
+    /// Expired suppressions (soft bounces with an expiry), counted from the expiry.
+    pub expired_suppression_days: u32,
+    /// Purge once a day inside `serve` (first run an hour after start). `false`: run
+    /// `bouncegate purge` from cron, or on one instance of several.
+    pub daily: bool,
+    /// Rows per purge transaction: small enough that inbound mail and checks keep their pace.
+    pub batch_size: u32,
+    /// Pause between two batches, in milliseconds.
+    pub batch_pause_ms: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            events_days: 1095,
+            bounce_mail_days: 90,
+            sends_days: 400,
+            lifted_proof_days: 1095,
+            expired_suppression_days: 365,
+            daily: true,
+            batch_size: 500,
+            batch_pause_ms: 5,
+        }
+    }
+}
+
+impl RetentionConfig {
+    fn check(&self, inbound: &InboundConfig) -> Result<(), (String, String)> {
+        for (key, value) in [
+            ("events_days", self.events_days),
+            ("bounce_mail_days", self.bounce_mail_days),
+            ("sends_days", self.sends_days),
+            ("lifted_proof_days", self.lifted_proof_days),
+            ("expired_suppression_days", self.expired_suppression_days),
+            ("batch_size", self.batch_size),
+        ] {
+            if value == 0 {
+                return Err((format!("retention.{key}"), "must be at least 1".into()));
+            }
+        }
+        if self.sends_days < inbound.token_max_age_days {
+            return Err((
+                "retention.sends_days".into(),
+                format!(
+                    "must be at least inbound.token_max_age_days ({}): a token still valid must find its send record",
+                    inbound.token_max_age_days
+                ),
+            ));
+        }
+        if self.batch_size > 100_000 {
+            return Err((
+                "retention.batch_size".into(),
+                "at most 100000: one batch is one write transaction".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -1028,6 +1105,7 @@ impl Config {
         config
             .inbound
             .normalize()
+            .and_then(|()| config.retention.check(&config.inbound))
             .and_then(|()| config.relay.check())
             .and_then(|()| config.http.check())
             .and_then(|()| config.webhook_delivery.check())
@@ -1394,6 +1472,32 @@ mod tests {
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8025");
         assert!(!config.inbound.trust_unsigned_bounces);
         assert!(config.policy.service_blocked_by.is_empty());
+    }
+
+    #[test]
+    fn retention_keeps_send_records_as_long_as_tokens_live() {
+        let config = parse("").unwrap();
+        assert_eq!(config.retention.events_days, 1095);
+        assert_eq!(config.retention.bounce_mail_days, 90);
+        assert_eq!(config.retention.sends_days, 400);
+        assert_eq!(config.retention.lifted_proof_days, 1095);
+        assert_eq!(config.retention.expired_suppression_days, 365);
+        let error = parse("[retention]\nsends_days = 30\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 2")
+                && error.contains("retention.sends_days")
+                && error.contains("400"),
+            "{error}"
+        );
+        assert!(
+            parse("[inbound]\ntoken_max_age_days = 20\n[retention]\nsends_days = 30\n").is_ok()
+        );
+        let error = parse("[retention]\nevents_days = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("retention.events_days"), "{error}");
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub struct Gateway {
     pub http: HttpHandle,
     delivery: tokio::task::JoinHandle<()>,
     webhooks: Option<tokio::task::JoinHandle<()>>,
+    purge: Option<tokio::task::JoinHandle<()>>,
     stop_delivery: tokio::sync::watch::Sender<bool>,
 }
 
@@ -98,13 +99,17 @@ impl Gateway {
         let (inbound, bounces) = start_inbound(&config, &store, keys.clone()).await?;
         let queued = Arc::new(tokio::sync::Notify::new());
         let service = SuppressionService::new(store.clone(), config.clone());
+        let (stop_delivery, stopping) = tokio::sync::watch::channel(false);
+        let purge = config
+            .retention
+            .daily
+            .then(|| service.clone().spawn_daily_purge(stopping.clone()));
         let relay = start_relay(&config, service.clone(), keys, queued.clone()).await?;
         let http = start_http(&config, service.clone(), bounces.clone()).await?;
         let hostname = config.relay_hostname();
         let upstream = LettreUpstream::new(&config.relay, &hostname)
             .map_err(|e| anyhow::anyhow!("relay.upstream: {e}"))?;
         let dkim = Arc::new(DkimSigners::load(&config)?);
-        let (stop_delivery, stopping) = tokio::sync::watch::channel(false);
         let delivery = Delivery::new(
             service,
             Arc::new(upstream),
@@ -131,6 +136,7 @@ impl Gateway {
             http,
             delivery,
             webhooks,
+            purge,
             stop_delivery,
         })
     }
@@ -144,6 +150,9 @@ impl Gateway {
         let _ = self.delivery.await;
         if let Some(webhooks) = self.webhooks {
             let _ = webhooks.await;
+        }
+        if let Some(purge) = self.purge {
+            let _ = purge.await;
         }
         self.store.close().await;
     }

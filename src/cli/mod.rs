@@ -5,6 +5,7 @@
 mod bulk;
 mod classify;
 mod events;
+mod lifecycle;
 mod manage;
 mod query;
 mod relay;
@@ -59,6 +60,8 @@ enum Command {
     Consent(manage::ConsentArgs),
     /// Erase ADDRESS (data-protection request): plain text gone, keyed hash kept, status D.
     Erase(manage::EraseArgs),
+    /// Remove what `[retention]` no longer keeps (batched; standing opt-outs' proof stays).
+    Purge(lifecycle::PurgeArgs),
     /// Import suppressions from CSV or JSONL.
     Import(bulk::ImportArgs),
     /// Export the suppressions in force as CSV or JSONL.
@@ -258,6 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Lift(args) => manage::lift(&service, args).await?,
         Command::Consent(args) => manage::consent(&service, args).await?,
         Command::Erase(args) => manage::erase(&service, args).await?,
+        Command::Purge(args) => lifecycle::purge(&service, args).await?,
         Command::Import(args) => bulk::import(&service, args).await?,
         Command::Export(args) => bulk::export(&service, args).await?,
         Command::Filter(args) => bulk::filter(&service, args).await?,

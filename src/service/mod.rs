@@ -3,6 +3,7 @@
 
 pub mod bulk;
 mod listing;
+mod retention;
 mod unsubscribe;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ pub use listing::{
     BlockedPage, BlockedQuery, DEFAULT_PAGE, EventPage, EventsQuery, MAX_PAGE, Page,
     QueueActReport, SuppressionPage, SuppressionsQuery,
 };
+pub use retention::PurgeReport;
 pub use unsubscribe::{OneClickOutcome, OneClickRequest, UnsubscribeTarget, verified_send};
 
 use crate::address::{AddressError, EmailAddress};

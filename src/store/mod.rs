@@ -13,6 +13,7 @@ mod inbound;
 mod listing;
 mod people;
 mod queue;
+mod retention;
 mod reviews;
 mod rows;
 mod sends;
@@ -39,6 +40,7 @@ pub use queue::{
     AttemptOutcome, BlockStage, BlockedRecord, Minted, Minter, NewBlocked, NewQueueItem,
     NewQueuedMessage, QueueAction, QueueEntry, QueueItem, QueueSummary, QueueTarget,
 };
+pub use retention::{PurgeCount, PurgePace, PurgeRule, RetentionCutoffs, RetentionDays};
 pub use reviews::{HELD_UNSUBSCRIBE, ReviewDecision, ReviewOutcome};
 pub use sends::{NewSend, SendRecord};
 pub use suppressions::{AddOutcome, BatchOutcome, NewSuppression};

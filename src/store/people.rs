@@ -251,7 +251,7 @@ impl Store {
     /// truncated (deleted content is zeroed as it goes: `secure_delete`); on PostgreSQL the
     /// touched tables are vacuumed, so their dead tuples' space is reclaimed. Best effort: a
     /// failure is logged, the erasure itself is committed.
-    async fn scrub_after_erasure(&self) {
+    pub(super) async fn scrub_after_erasure(&self) {
         let statement = match self.backend {
             Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
             Backend::Postgres => {

@@ -20,6 +20,7 @@ use super::StoreError;
 use super::events::{INSERT_EVENT, NewEvent};
 use super::evidence::{INSERT_EVIDENCE, INSERT_LINK, LAST_LINK, NewEvidence, Seal};
 use super::inbound::{COUNT_BOUNCES, InboundOutcome, InboundRecord, InboundWrites, write_inbound};
+use super::retention::PurgeWrites;
 use super::suppressions::{
     AddOutcome, IN_FORCE, NewSuppression, erased_among_sql, expire_due_sql, insert_one_sql,
 };
@@ -94,6 +95,60 @@ impl SqliteWriter {
     }
 }
 
+impl SqliteWriter {
+    /// Runs `work` in one write transaction on the writer's connection, taking turns with the
+    /// received-mail batches (the retention purge's batches use it). All or nothing.
+    ///
+    /// # Errors
+    /// The database failed or the store is closed; nothing was written.
+    pub(super) fn with_transaction<T>(
+        &self,
+        work: impl FnOnce(&mut RusqlitePurge<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let connection = match slot.take() {
+            Some(connection) => connection,
+            None => self.open()?,
+        };
+        let result = (|| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(&connection, TransactionBehavior::Immediate)?;
+            let output = work(&mut RusqlitePurge { tx: &tx })?;
+            tx.commit()?;
+            Ok(output)
+        })();
+        if result.is_ok() {
+            *slot = Some(connection);
+        }
+        result
+    }
+}
+
+/// The purge's statements on the writer's connection.
+pub(super) struct RusqlitePurge<'t> {
+    tx: &'t rusqlite::Transaction<'t>,
+}
+
+impl PurgeWrites for RusqlitePurge<'_> {
+    async fn ids(&mut self, sql: &str, texts: &[&str]) -> Result<Vec<i64>, StoreError> {
+        let values: Vec<&dyn ToSql> = texts.iter().map(|t| t as &dyn ToSql).collect();
+        let mut statement = self.tx.prepare(sql)?;
+        let ids = statement
+            .query_map(named(&values).as_slice(), |row| row.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids)
+    }
+
+    async fn execute(&mut self, sql: &str, texts: &[&str]) -> Result<u64, StoreError> {
+        let values: Vec<&dyn ToSql> = texts.iter().map(|t| t as &dyn ToSql).collect();
+        let changed = self.tx.execute(sql, named(&values).as_slice())?;
+        Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+    }
+}
+
 fn write_batch(
     connection: &Connection,
     hasher: &AddressHasher,
@@ -111,7 +166,7 @@ fn write_batch(
 }
 
 /// Runs a future that never waits (every statement here completes in place) to its end.
-fn ready<F: Future>(future: F) -> F::Output {
+pub(super) fn ready<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     match future
         .as_mut()
