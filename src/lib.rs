@@ -17,6 +17,7 @@ pub mod model;
 pub mod policy;
 pub mod queue;
 pub mod relay;
+pub mod render;
 pub mod secret;
 pub mod serve;
 pub mod service;

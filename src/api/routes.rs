@@ -15,9 +15,9 @@ use crate::config::ApiRole;
 use crate::model::format_time;
 use crate::policy::Verdict;
 use crate::service::{
-    BlockedPage, BlockedQuery, CheckQuery, ConsentRequest, ErasureReport, ErasureRequest,
-    EventPage, EventsQuery, LiftReport, LiftRequest, QueueActReport, StatusReport, SuppressReport,
-    SuppressRequest, SuppressionPage, SuppressionsQuery,
+    AccessReport, BlockedPage, BlockedQuery, CheckQuery, ConsentRequest, ErasureReport,
+    ErasureRequest, EventPage, EventsQuery, LiftReport, LiftRequest, QueueActReport, StatusReport,
+    SuppressReport, SuppressRequest, SuppressionPage, SuppressionsQuery,
 };
 use crate::store::{ConsentOutcome, QueueAction, QueueEntry, QueueSummary, QueueTarget};
 
@@ -324,4 +324,67 @@ pub async fn queue_act(
             .queue_act(action, QueueTarget::One(id))
             .await?,
     ))
+}
+
+/// The access report's form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    #[default]
+    Json,
+    Html,
+}
+
+/// `?format=html&lang=de` for the page a clerk sends.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportParams {
+    /// `json` (default) or `html` (one self-contained page).
+    #[serde(default)]
+    #[param(inline)]
+    pub format: Option<ReportFormat>,
+    /// `de` or `en` for the HTML (default: after `Accept-Language`).
+    #[serde(default)]
+    #[param(inline)]
+    pub lang: Option<crate::render::Lang>,
+}
+
+/// Everything held about an address (GDPR Art. 15 access report): status, suppressions with how
+/// they lift, events, consents, evidence, sends, and when each goes. An erased address's report
+/// says when it was erased and nothing more.
+#[utoipa::path(get, path = "/v1/report/{address}", tag = "records",
+    params(("address" = String, Path, description = "The address"), ReportParams),
+    responses((status = 200, body = AccessReport), (status = 200, content_type = "text/html", body = String),
+        (status = 400, body = ErrorBody)))]
+pub async fn report(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    ApiPath(address): ApiPath<String>,
+    ApiQuery(params): ApiQuery<ReportParams>,
+) -> ApiResult<Response> {
+    caller.require(ApiRole::Read)?;
+    let report = state.service.access_report(&address).await?;
+    Ok(match params.format.unwrap_or_default() {
+        ReportFormat::Json => Json(report).into_response(),
+        ReportFormat::Html => {
+            let lang = params
+                .lang
+                .unwrap_or_else(|| super::unsubscribe::language(&headers));
+            (
+                [
+                    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                    // The page loads nothing: a stored mail's header cannot make it.
+                    (
+                        header::CONTENT_SECURITY_POLICY,
+                        "default-src 'none'; style-src 'unsafe-inline'",
+                    ),
+                    (header::REFERRER_POLICY, "no-referrer"),
+                ],
+                crate::render::report::html(&report, lang),
+            )
+                .into_response()
+        }
+    })
 }

@@ -15,46 +15,14 @@ use crate::service::{OneClickOutcome, OneClickRequest, UnsubscribeTarget};
 /// The most of a one-click body kept (RFC 8058 sends 26 bytes).
 const MAX_BODY: usize = 4 * 1024;
 
-/// The page's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    De,
-    En,
-}
+pub use crate::render::Lang;
 
 /// German or English after `Accept-Language` (highest weight first); English otherwise.
 pub fn language(headers: &HeaderMap) -> Lang {
-    let Some(accept) = headers
+    headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
-    else {
-        return Lang::En;
-    };
-    let mut ranges: Vec<(f32, &str)> = accept
-        .split(',')
-        .filter_map(|part| {
-            let mut pieces = part.split(';');
-            let tag = pieces.next()?.trim();
-            let weight = pieces
-                .find_map(|p| p.trim().strip_prefix("q="))
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            Some((weight, tag))
-        })
-        .collect();
-    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (weight, tag) in ranges {
-        if weight <= 0.0 {
-            continue;
-        }
-        let primary = tag.split('-').next().unwrap_or("").to_ascii_lowercase();
-        match primary.as_str() {
-            "de" => return Lang::De,
-            "en" => return Lang::En,
-            _ => {}
-        }
-    }
-    Lang::En
+        .map_or(Lang::En, Lang::from_accept_language)
 }
 
 /// Text for the page: HTML-escaped.

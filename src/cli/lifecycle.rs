@@ -2,9 +2,11 @@
 
 use std::io::IsTerminal;
 
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{EXIT_OK, actor, print_json};
+use crate::render::Lang;
 use crate::service::{PurgeReport, SuppressionService};
 use crate::store::PurgeRule;
 
@@ -79,4 +81,45 @@ fn purge_text(report: &PurgeReport) -> String {
         "kept whatever its age: standing suppressions, the proof of standing opt-outs and complaints, consents, erasure records\n",
     );
     text
+}
+
+/// How the access report is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Plain text, for reading in the terminal.
+    Text,
+    /// JSON, for the CRM.
+    Json,
+    /// One self-contained HTML page to send or print.
+    Html,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The address asked about.
+    address: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: ReportFormat,
+    /// Language of the text and HTML.
+    #[arg(long, default_value = "en", value_parser = super::parse_word::<Lang>)]
+    lang: Lang,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    output: Option<std::path::PathBuf>,
+}
+
+pub async fn report(service: &SuppressionService, args: ReportArgs) -> anyhow::Result<u8> {
+    let report = service.access_report(&args.address).await?;
+    let body = match args.format {
+        ReportFormat::Text => crate::render::report::text(&report, args.lang),
+        ReportFormat::Html => crate::render::report::html(&report, args.lang),
+        ReportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report)?),
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, body)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{body}"),
+    }
+    Ok(EXIT_OK)
 }

@@ -62,6 +62,8 @@ enum Command {
     Erase(manage::EraseArgs),
     /// Remove what `[retention]` no longer keeps (batched; standing opt-outs' proof stays).
     Purge(lifecycle::PurgeArgs),
+    /// Everything held about ADDRESS (GDPR Art. 15 access report): text, JSON or one HTML page.
+    Report(lifecycle::ReportArgs),
     /// Import suppressions from CSV or JSONL.
     Import(bulk::ImportArgs),
     /// Export the suppressions in force as CSV or JSONL.
@@ -261,6 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Lift(args) => manage::lift(&service, args).await?,
         Command::Consent(args) => manage::consent(&service, args).await?,
         Command::Erase(args) => manage::erase(&service, args).await?,
+        Command::Report(args) => lifecycle::report(&service, args).await?,
         Command::Purge(args) => lifecycle::purge(&service, args).await?,
         Command::Import(args) => bulk::import(&service, args).await?,
         Command::Export(args) => bulk::export(&service, args).await?,

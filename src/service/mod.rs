@@ -3,6 +3,7 @@
 
 pub mod bulk;
 mod listing;
+mod report;
 mod retention;
 mod unsubscribe;
 
@@ -16,6 +17,7 @@ pub use listing::{
     BlockedPage, BlockedQuery, DEFAULT_PAGE, EventPage, EventsQuery, MAX_PAGE, Page,
     QueueActReport, SuppressionPage, SuppressionsQuery,
 };
+pub use report::{AccessReport, RetentionSummary};
 pub use retention::PurgeReport;
 pub use unsubscribe::{OneClickOutcome, OneClickRequest, UnsubscribeTarget, verified_send};
 

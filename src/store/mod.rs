@@ -13,6 +13,7 @@ mod inbound;
 mod listing;
 mod people;
 mod queue;
+mod report;
 mod retention;
 mod reviews;
 mod rows;
@@ -39,6 +40,10 @@ pub use people::{ConsentOutcome, EraseOutcome, NewConsent};
 pub use queue::{
     AttemptOutcome, BlockStage, BlockedRecord, Minted, Minter, NewBlocked, NewQueueItem,
     NewQueuedMessage, QueueAction, QueueEntry, QueueItem, QueueSummary, QueueTarget,
+};
+pub use report::{
+    AddressHistory, ErasureRecord, HeldConsent, HeldEvent, HeldEvidence, HeldSend, HeldSuppression,
+    Keep, KeepRule, LiftPath,
 };
 pub use retention::{PurgeCount, PurgePace, PurgeRule, RetentionCutoffs, RetentionDays};
 pub use reviews::{HELD_UNSUBSCRIBE, ReviewDecision, ReviewOutcome};
