@@ -5,135 +5,18 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use bouncegate::config::Config;
-use bouncegate::model::{Channel, Reason, Source};
-use bouncegate::serve::Gateway;
-use bouncegate::service::{SuppressRequest, SuppressionService};
-use bouncegate::smtp::{ListenerConfig, ServerHandle, SmtpServer};
-use common::{ORGANISATION, TestDb, databases};
+use bouncegate::model::{Channel, Reason};
+use common::{TestDb, databases};
 use sqlx::{AnyConnection, Column, Connection, Row};
 
-const DOMAIN: &str = "bounces.example.org";
+use common::gateway::Running;
 
-use common::Recorder;
-
-fn config(db: &TestDb, upstream: u16, keep: bool) -> Arc<Config> {
-    let text = format!(
-        "[database]\nurl = {:?}\n[erasure]\nkeep_opt_out_evidence = {keep}\n\
-         [inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"{DOMAIN}\"\ndns_resolver = \"127.0.0.1:9\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[relay]\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{upstream}\"\n\
-         [[relay.clients]]\nuser = \"news\"\npassword = \"s3cret\"\ncompany = \"acme\"\nbrands = [\"news\"]\n\
-         {ORGANISATION}",
-        db.url
-    );
-    Arc::new(Config::parse(&text, std::path::Path::new("erasure.toml")).unwrap())
-}
-
-/// A recording upstream and a gateway relaying to it.
-async fn start(
-    db: &TestDb,
-    keep_opt_out_evidence: bool,
-) -> (ServerHandle, Arc<Recorder>, Gateway, SuppressionService) {
-    let recorder = Arc::new(Recorder::default());
-    let upstream = SmtpServer::bind(
-        ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "upstream.test"),
-        recorder.clone(),
+async fn start(db: &TestDb, keep_opt_out_evidence: bool) -> Running {
+    common::gateway::start(
+        db,
+        &format!("[erasure]\nkeep_opt_out_evidence = {keep_opt_out_evidence}\n"),
     )
     .await
-    .unwrap()
-    .spawn();
-    let config = config(db, upstream.local_addr().port(), keep_opt_out_evidence);
-    let gateway = Gateway::start(config.clone()).await.unwrap();
-    let service = SuppressionService::new(gateway.store.clone(), config);
-    (upstream, recorder, gateway, service)
-}
-
-/// Gives `address` a footprint everywhere; returns how many evidence rows name it.
-async fn footprint(
-    gateway: &Gateway,
-    service: &SuppressionService,
-    recorder: &Recorder,
-    address: &str,
-) {
-    let relay = gateway.relay.local_addr();
-    let mail = format!(
-        "From: news@acme.example\r\nTo: {address}\r\nSubject: News\r\nMessage-ID: <n-{address}>\r\n\
-         X-Bouncegate-Brand: news\r\n\r\nHello {address}.\r\n"
-    );
-    let reply = common::smtp::transaction(
-        relay,
-        Some(("news", "s3cret")),
-        "news@acme.example",
-        address,
-        &mail,
-    )
-    .await;
-    assert!(reply.starts_with("250"), "{reply}");
-    let return_path = loop {
-        let found = recorder
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|m| m.rcpt_to[0].address == address)
-            .map(|m| m.mail_from.address.clone());
-        if let Some(path) = found {
-            break path;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    // Its mailbox was full once: a soft bounce to the VERP return path, kept as evidence.
-    let dsn = format!(
-        "From: MAILER-DAEMON@mx.example.net\r\nSubject: Delivery failure\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
-         --B\r\nContent-Type: text/plain\r\n\r\n<{address}>: mailbox full\r\n\r\n\
-         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n\
-         Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: 4.2.2\r\n\
-         Diagnostic-Code: smtp; 452 4.2.2 <{address}> mailbox full\r\n\r\n--B--\r\n"
-    );
-    let reply =
-        common::smtp::transaction(gateway.inbound.local_addr(), None, "", &return_path, &dsn).await;
-    assert!(reply.starts_with("250"), "{reply}");
-    // It asked to be unsubscribed, by mail.
-    let unsubscribe = format!(
-        "From: {address}\r\nTo: unsubscribe-acme@{DOMAIN}\r\nSubject: stop\r\n\r\nPlease remove {address}.\r\n"
-    );
-    let reply = common::smtp::transaction(
-        gateway.inbound.local_addr(),
-        None,
-        address,
-        &format!("unsubscribe-acme@{DOMAIN}"),
-        &unsubscribe,
-    )
-    .await;
-    assert!(reply.starts_with("250"), "{reply}");
-    // Staff wrote about it; it opted in again for another company, with a proof naming it.
-    let note = format!("phoned: {address} wants no letters");
-    service
-        .suppress(&SuppressRequest {
-            address: address.into(),
-            reason: Reason::Manual,
-            company: Some("globex".into()),
-            brand: None,
-            channel: Channel::Postal,
-            note: Some(note),
-            source: Source::Cli,
-            created_at: None,
-            expires_at: None,
-        })
-        .await
-        .unwrap();
-    service
-        .consent(&common::consent(
-            address,
-            "globex",
-            format!("double opt-in confirmed by {address}").as_bytes(),
-        ))
-        .await
-        .unwrap();
 }
 
 /// Rows of every table that hold `needle` in any text or binary column.
@@ -186,9 +69,10 @@ async fn rows_naming(url: &str, needle: &str) -> Vec<String> {
 #[tokio::test]
 async fn an_erased_address_is_gone_from_every_table_and_file_and_stays_blocked() {
     for db in databases().await {
-        let (upstream, recorder, gateway, service) = start(&db, false).await;
+        let running = start(&db, false).await;
+        let (gateway, service) = (&running.gateway, &running.service);
         let address = "anna.erase@example.org";
-        footprint(&gateway, &service, &recorder, address).await;
+        running.footprint(address).await;
         assert!(
             !rows_naming(&db.url, address).await.is_empty(),
             "the footprint is there"
@@ -228,17 +112,17 @@ async fn an_erased_address_is_gone_from_every_table_and_file_and_stays_blocked()
                 );
             }
         }
-        gateway.stop().await;
-        upstream.shutdown().await;
+        running.stop().await;
     }
 }
 
 #[tokio::test]
 async fn the_proof_of_a_standing_opt_out_is_kept_when_the_operator_keeps_it() {
     for db in databases().await {
-        let (upstream, recorder, gateway, service) = start(&db, true).await;
+        let running = start(&db, true).await;
+        let (gateway, service) = (&running.gateway, &running.service);
         let address = "ben.keep@example.org";
-        footprint(&gateway, &service, &recorder, address).await;
+        running.footprint(address).await;
         let outcome = service
             .erase(&common::erasure(address), "test")
             .await
@@ -264,7 +148,6 @@ async fn the_proof_of_a_standing_opt_out_is_kept_when_the_operator_keeps_it() {
             .expect("the opt-out keeps its proof");
         assert!(service.evidence(proof).await.unwrap().is_some());
         assert!(gateway.store.verify_evidence().await.unwrap().is_intact());
-        gateway.stop().await;
-        upstream.shutdown().await;
+        running.stop().await;
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod dns;
+pub mod gateway;
 pub mod smtp;
 
 use sqlx::Connection;
