@@ -621,3 +621,57 @@ async fn the_purge_command_says_what_would_go_then_removes_exactly_that() {
         );
     }
 }
+
+#[tokio::test]
+async fn admins_purge_over_http_and_others_may_not() {
+    for db in databases().await {
+        let running = common::gateway::start(&db, "").await;
+        let now = Utc::now();
+        for (i, case) in cases().iter().enumerate() {
+            write_case(&running.gateway.store, &running.service, i, case, now).await;
+        }
+        let http = reqwest::Client::new();
+        let url = format!("{}/v1/purge", running.base);
+        let forbidden = http
+            .post(&url)
+            .bearer_auth(common::gateway::READ_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forbidden.status(), 403);
+        let before = table_counts(&db.url).await;
+        let dry: serde_json::Value = http
+            .post(format!("{url}?dry_run=true"))
+            .bearer_auth(common::gateway::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(dry["dry_run"], true);
+        assert_eq!(table_counts(&db.url).await, before);
+        let response = http
+            .post(&url)
+            .bearer_auth(common::gateway::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let real: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(real["total"], dry["total"], "{}", db.backend);
+        assert!(real["total"].as_u64().unwrap() > 0);
+        let events = running
+            .service
+            .store()
+            .events_of_kind("purge", 10)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(
+            events[0].note.as_deref().unwrap().contains("api:ops"),
+            "{events:?}"
+        );
+        running.stop().await;
+    }
+}

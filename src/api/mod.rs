@@ -73,6 +73,7 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         .route("/v1/check", get(routes::check))
         .route("/v1/status/{address}", get(routes::status))
         .route("/v1/report/{address}", get(routes::report))
+        .route("/v1/purge", post(routes::purge))
         .route(
             "/v1/suppressions",
             get(routes::suppressions).post(routes::suppress),

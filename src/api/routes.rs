@@ -16,8 +16,8 @@ use crate::model::format_time;
 use crate::policy::Verdict;
 use crate::service::{
     AccessReport, BlockedPage, BlockedQuery, CheckQuery, ConsentRequest, ErasureReport,
-    ErasureRequest, EventPage, EventsQuery, LiftReport, LiftRequest, QueueActReport, StatusReport,
-    SuppressReport, SuppressRequest, SuppressionPage, SuppressionsQuery,
+    ErasureRequest, EventPage, EventsQuery, LiftReport, LiftRequest, PurgeReport, QueueActReport,
+    StatusReport, SuppressReport, SuppressRequest, SuppressionPage, SuppressionsQuery,
 };
 use crate::store::{ConsentOutcome, QueueAction, QueueEntry, QueueSummary, QueueTarget};
 
@@ -387,4 +387,33 @@ pub async fn report(
                 .into_response()
         }
     })
+}
+
+/// `?dry_run=true` only counts.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PurgeParams {
+    /// Count what would go and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Runs the retention purge now (as `bouncegate purge`), in this gateway, and answers its counts
+/// when it is done; a client that goes away stops it between two batches (what was done stays).
+/// 409 `purge_running` while another runs.
+#[utoipa::path(post, path = "/v1/purge", params(PurgeParams), tag = "records",
+    responses((status = 200, body = PurgeReport), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn purge(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<PurgeParams>,
+) -> ApiResult<Json<PurgeReport>> {
+    caller.require(ApiRole::Admin)?;
+    let report = if params.dry_run {
+        state.service.purge_preview().await?
+    } else {
+        state.service.purge(&caller.actor(), &mut |_, _| {}).await?
+    };
+    Ok(Json(report))
 }

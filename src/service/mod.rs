@@ -94,6 +94,8 @@ pub enum ServiceError {
     ConsentInFuture(String),
     #[error("{what} {id} does not exist")]
     NotFound { what: &'static str, id: i64 },
+    #[error("a purge is already running in this gateway; it goes on: try again when it is done")]
+    PurgeRunning,
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -118,6 +120,7 @@ impl ServiceError {
             | ServiceError::ConsentInFuture(_)
             | ServiceError::Invalid(_) => ErrorKind::Invalid,
             ServiceError::NotHeld(_) | ServiceError::NotFound { .. } => ErrorKind::NotFound,
+            ServiceError::PurgeRunning => ErrorKind::Refused,
             ServiceError::EvidenceTampered { .. } => ErrorKind::Tampered,
             ServiceError::Store(_) | ServiceError::NotStored(_) => ErrorKind::Unavailable,
         }
@@ -138,6 +141,7 @@ impl ServiceError {
             ServiceError::EvidenceTampered { .. } => "evidence_tampered",
             ServiceError::ConsentInFuture(_) => "consent_in_future",
             ServiceError::NotFound { .. } => "not_found",
+            ServiceError::PurgeRunning => "purge_running",
             ServiceError::Invalid(_) => "invalid_request",
             ServiceError::Store(_) | ServiceError::NotStored(_) => "store_unavailable",
         }
@@ -342,6 +346,8 @@ pub struct SuppressionService {
     /// The group-commit writer of the running gateway (one-click requests batch with received
     /// mail); `None` writes each on its own.
     committer: Option<Arc<crate::store::Committer>>,
+    /// Set while a retention purge runs (one at a time per gateway).
+    purging: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SuppressionService {
@@ -352,6 +358,7 @@ impl SuppressionService {
             store,
             config,
             committer: None,
+            purging: Arc::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The retention purge as the edges ask for it: the cutoffs from `[retention]`, a dry run that
 //! only counts, a real run, and the daily run inside `serve`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -30,6 +31,23 @@ impl PurgeReport {
             rules,
             total,
         }
+    }
+}
+
+/// One purge at a time: held while it runs.
+struct PurgeGuard<'a>(&'a AtomicBool);
+
+impl<'a> PurgeGuard<'a> {
+    fn take(flag: &'a AtomicBool) -> Result<Self, ServiceError> {
+        flag.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .map_err(|_| ServiceError::PurgeRunning)?;
+        Ok(Self(flag))
+    }
+}
+
+impl Drop for PurgeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -72,6 +90,7 @@ impl SuppressionService {
         actor: &str,
         progress: &mut (dyn FnMut(PurgeRule, u64) + Send),
     ) -> Result<PurgeReport, ServiceError> {
+        let _running = PurgeGuard::take(&self.purging)?;
         let now = chrono::Utc::now();
         let cutoffs = RetentionCutoffs::at(now, self.retention_days());
         let retention = &self.config.retention;

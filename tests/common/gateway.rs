@@ -18,6 +18,8 @@ use super::{Recorder, TestDb};
 pub const DOMAIN: &str = "bounces.example.org";
 /// A read token the running gateway accepts.
 pub const READ_TOKEN: &str = "read-token-for-tests-0123456789";
+/// An admin token the running gateway accepts.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
 
 pub struct Running {
     pub gateway: Gateway,
@@ -42,7 +44,7 @@ pub async fn start(db: &TestDb, extra: &str) -> Running {
     .spawn();
     let text = format!(
         "[inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"{DOMAIN}\"\ndns_resolver = \"127.0.0.1:9\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\ntokens = [{{ name = \"crm\", token = \"{READ_TOKEN}\", role = \"read\" }}]\n\
+         [http]\nlisten = \"127.0.0.1:0\"\ntokens = [{{ name = \"crm\", token = \"{READ_TOKEN}\", role = \"read\" }}, {{ name = \"ops\", token = \"{ADMIN_TOKEN}\", role = \"admin\" }}]\n\
          [relay]\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n\
          [[relay.clients]]\nuser = \"news\"\npassword = \"s3cret\"\ncompany = \"acme\"\nbrands = [\"news\"]\n\
          {extra}",
