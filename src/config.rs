@@ -116,8 +116,8 @@ impl Default for RetentionConfig {
             lifted_proof_days: 1095,
             expired_suppression_days: 365,
             daily: true,
-            batch_size: 500,
-            batch_pause_ms: 5,
+            batch_size: 50,
+            batch_pause_ms: 10,
         }
     }
 }

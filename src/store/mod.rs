@@ -182,6 +182,9 @@ impl Store {
             secret,
         };
         store.seal_rows_before_the_chain().await?;
+        if store.sqlite_writer.is_some() {
+            spawn_checkpointer(store.pool.clone());
+        }
         Ok(store)
     }
 
@@ -229,6 +232,35 @@ impl Store {
             Backend::Postgres => self.pool.begin().await?,
         })
     }
+}
+
+/// How often the WAL is copied into the main file beside the writers. Each checkpoint syncs the
+/// main file, and a received mail's commit that meets that sync waits: fewer, larger checkpoints
+/// cost received mail less than many small ones (`benches/purge.sh`: 2 s beats 100 and 500 ms).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Copies the WAL into the main file on a reader connection, beside the writers, until the pool
+/// closes. The received-mail writer does not checkpoint on commit (`sqlite_writer`), so neither a
+/// received mail nor a purge batch waits for a checkpoint inside its commit; a passive checkpoint
+/// waits for no one.
+fn spawn_checkpointer(pool: AnyPool) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(error) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::debug!(%error, "WAL checkpoint failed; trying again");
+            }
+        }
+    });
 }
 
 /// Splits the backend off the URL; for SQLite, creates the folder, asks for the file to be created
