@@ -59,6 +59,62 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub analysis: AnalysisConfig,
     pub companies: Vec<CompanyConfig>,
+    /// `[[staff]]`: accounts of the staff web page (`/staff`).
+    pub staff: Vec<StaffAccount>,
+}
+
+/// `[[staff]]`: a person who signs in to the staff web page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffAccount {
+    pub user: String,
+    /// An argon2id PHC string (`bouncegate relay hash-password` prints one).
+    pub password_hash: String,
+    pub role: StaffRole,
+}
+
+/// What a staff account may do; each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StaffRole {
+    /// Look up contacts, see blocks, events and evidence.
+    Viewer,
+    /// Also add e-mail and postal blocks and lift bounce and staff blocks.
+    Editor,
+    /// Also erase, import and export.
+    Admin,
+}
+
+impl StaffRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaffRole::Viewer => "viewer",
+            StaffRole::Editor => "editor",
+            StaffRole::Admin => "admin",
+        }
+    }
+}
+
+impl StaffAccount {
+    fn check(&self) -> Result<(), (String, String)> {
+        let user = self.user.trim();
+        if user.is_empty()
+            || user.len() > 64
+            || user.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err((
+                "user".into(),
+                "1 to 64 characters, no spaces or control characters".into(),
+            ));
+        }
+        match argon2::password_hash::PasswordHash::new(&self.password_hash) {
+            Ok(parsed) if parsed.algorithm.as_str() == "argon2id" => Ok(()),
+            _ => Err((
+                "password_hash".into(),
+                "is not an argon2id hash: make one with `bouncegate relay hash-password`".into(),
+            )),
+        }
+    }
 }
 
 /// `[erasure]`: what a data-protection erasure keeps.
@@ -1106,6 +1162,20 @@ impl Config {
             .inbound
             .normalize()
             .and_then(|()| config.retention.check(&config.inbound))
+            .and_then(|()| {
+                for (i, account) in config.staff.iter().enumerate() {
+                    account
+                        .check()
+                        .map_err(|(key, message)| (format!("staff[{i}].{key}"), message))?;
+                    if config.staff[..i].iter().any(|a| a.user == account.user) {
+                        return Err((
+                            format!("staff[{i}].user"),
+                            format!("user {:?} is defined twice", account.user),
+                        ));
+                    }
+                }
+                Ok(())
+            })
             .and_then(|()| config.relay.check())
             .and_then(|()| config.http.check())
             .and_then(|()| config.webhook_delivery.check())

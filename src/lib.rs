@@ -22,6 +22,7 @@ pub mod secret;
 pub mod serve;
 pub mod service;
 pub mod smtp;
+pub mod staff;
 pub mod store;
 pub mod token;
 pub mod upstream;

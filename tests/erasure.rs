@@ -102,7 +102,11 @@ async fn an_erased_address_is_gone_from_every_table_and_file_and_stays_blocked()
         assert!(gateway.store.verify_evidence().await.unwrap().is_intact());
         if db.backend == "sqlite" {
             let file = db.path("bouncegate.db");
-            for path in [file.clone(), file.with_extension("db-wal")] {
+            for path in [
+                file.clone(),
+                file.with_extension("db-wal"),
+                file.with_extension("db-journal"),
+            ] {
                 let bytes = std::fs::read(&path).unwrap_or_default();
                 let lower = String::from_utf8_lossy(&bytes).to_lowercase();
                 assert!(

@@ -108,7 +108,11 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics::serve))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::staff::router(crate::staff::StaffState::new(
+            state.service,
+            config,
+        )))
         .layer(axum::middleware::from_fn(count_requests))
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             config.http.max_concurrent_requests,

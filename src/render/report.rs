@@ -216,7 +216,7 @@ fn scope(w: &Words, company: &str, brand: &str) -> String {
     }
 }
 
-const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#111;max-width:70rem;margin:2rem auto;padding:0 1rem}\
+pub(crate) const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#111;max-width:70rem;margin:2rem auto;padding:0 1rem}\
 h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #999}\
 table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{border:1px solid #bbb;padding:.25rem .4rem;text-align:left;vertical-align:top}\
 th{background:#eee}code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}\
@@ -241,29 +241,38 @@ pub fn html(report: &AccessReport, lang: Lang) -> String {
                 h1 { (w.title) }
                 p class="address" { (report.address) }
                 p class="muted" { (w.generated) ": " (time(report.generated_at)) }
-                @if let Some(erased) = &report.erased {
-                    div class="erased" {
-                        p {
-                            (w.erased) " " (time(erased.erased_at))
-                            @if let Some(by) = &erased.erased_by { " " (w.erased_by) " " (by) }
-                            "."
-                        }
-                        p { (w.erased_rest) }
-                    }
-                } @else {
-                    p { (w.intro) }
-                    (status_section(report, w))
-                    (suppressions_section(report, w, lang))
-                    (events_section(report, w, lang))
-                    (consents_section(report, w, lang))
-                    (evidence_section(report, w, lang))
-                    (sends_section(report, w, lang))
-                    (retention_section(report, w, lang))
-                }
+                (body(report, lang, None))
             }
         }
     };
     page.into_string()
+}
+
+/// The report's content, for this page and for the staff page (which passes `evidence_href`, the
+/// path stored mails are linked under; the page sent to the person links nothing).
+pub fn body(report: &AccessReport, lang: Lang, evidence_href: Option<&str>) -> Markup {
+    let w = words(lang);
+    html! {
+        @if let Some(erased) = &report.erased {
+            div class="erased" {
+                p {
+                    (w.erased) " " (time(erased.erased_at))
+                    @if let Some(by) = &erased.erased_by { " " (w.erased_by) " " (by) }
+                    "."
+                }
+                p { (w.erased_rest) }
+            }
+        } @else {
+            p { (w.intro) }
+            (status_section(report, w))
+            (suppressions_section(report, w, lang))
+            (events_section(report, w, lang))
+            (consents_section(report, w, lang))
+            (evidence_section(report, w, lang, evidence_href))
+            (sends_section(report, w, lang))
+            (retention_section(report, w, lang))
+        }
+    }
 }
 
 fn status_section(report: &AccessReport, w: &Words) -> Markup {
@@ -388,7 +397,7 @@ fn consents_section(report: &AccessReport, w: &Words, lang: Lang) -> Markup {
     }
 }
 
-fn evidence_section(report: &AccessReport, w: &Words, lang: Lang) -> Markup {
+fn evidence_section(report: &AccessReport, w: &Words, lang: Lang, href: Option<&str>) -> Markup {
     html! {
         h2 { (w.evidence) }
         @if report.evidence.is_empty() {
@@ -401,7 +410,13 @@ fn evidence_section(report: &AccessReport, w: &Words, lang: Lang) -> Markup {
                 tbody {
                     @for e in &report.evidence {
                         tr {
-                            td { (time(e.received_at)) }
+                            td {
+                                @if let Some(href) = href {
+                                    a href={ (href) "/" (e.id) } { (time(e.received_at)) }
+                                } @else {
+                                    (time(e.received_at))
+                                }
+                            }
                             td { (e.kind) }
                             td { (e.size) " " (w.bytes) }
                             td { code { (e.sha256) } }

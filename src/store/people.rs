@@ -239,7 +239,7 @@ impl Store {
         };
         insert_event(&mut tx, &event, now).await?;
         tx.commit().await?;
-        self.scrub_after_erasure().await;
+        self.scrub_files().await;
         Ok(EraseOutcome {
             already_erased: inserted == 0,
             rows_cleared,
@@ -247,11 +247,11 @@ impl Store {
         })
     }
 
-    /// Makes an erasure reach the files: on SQLite the WAL is checkpointed into the main file and
+    /// Makes an erasure (or a purge) reach the files: on SQLite the WAL is checkpointed into the main file and
     /// truncated (deleted content is zeroed as it goes: `secure_delete`); on PostgreSQL the
     /// touched tables are vacuumed, so their dead tuples' space is reclaimed. Best effort: a
     /// failure is logged, the erasure itself is committed.
-    pub(super) async fn scrub_after_erasure(&self) {
+    pub(super) async fn scrub_files(&self) {
         let statement = match self.backend {
             Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
             Backend::Postgres => {
@@ -259,7 +259,7 @@ impl Store {
             }
         };
         if let Err(error) = sqlx::raw_sql(statement).execute(self.writer()).await {
-            tracing::warn!(%error, "after an erasure: {statement} failed; run it by hand");
+            tracing::warn!(%error, "after an erasure or purge: {statement} failed; run it by hand");
         }
     }
 

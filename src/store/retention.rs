@@ -182,12 +182,12 @@ impl PurgeRule {
     }
 
     fn cutoff(self, cutoffs: &RetentionCutoffs) -> Timestamp {
-        match self.setting() {
-            "bounce_mail_days" => cutoffs.bounce_mail,
-            "lifted_proof_days" => cutoffs.lifted_proof,
-            "expired_suppression_days" => cutoffs.expired_suppression,
-            "sends_days" => cutoffs.sends,
-            _ => cutoffs.events,
+        match self {
+            PurgeRule::BounceMail => cutoffs.bounce_mail,
+            PurgeRule::LiftedProof | PurgeRule::LiftedSuppressions => cutoffs.lifted_proof,
+            PurgeRule::ExpiredSuppressions => cutoffs.expired_suppression,
+            PurgeRule::Events | PurgeRule::BlockedSends | PurgeRule::WebhookCalls => cutoffs.events,
+            PurgeRule::Sends | PurgeRule::QueueItems => cutoffs.sends,
         }
     }
 }
@@ -332,7 +332,7 @@ impl Store {
         insert_event(&mut tx, &event, cutoffs.now).await?;
         tx.commit().await?;
         if total > 0 {
-            self.scrub_after_erasure().await;
+            self.scrub_files().await;
         }
         Ok(counts)
     }
