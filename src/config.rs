@@ -1571,6 +1571,30 @@ mod tests {
     }
 
     #[test]
+    fn staff_accounts_need_an_argon2id_hash_and_distinct_names() {
+        let hash = crate::relay::hash_password("secret").unwrap();
+        let account = |user: &str, hash: &str| {
+            format!("[[staff]]\nuser = {user:?}\npassword_hash = {hash:?}\nrole = \"editor\"\n")
+        };
+        let config = parse(&account("vera", &hash)).unwrap();
+        assert_eq!(config.staff[0].role, StaffRole::Editor);
+        let error = parse(&account("vera", "secret")).unwrap_err().to_string();
+        assert!(
+            error.contains("staff[0].password_hash") && error.contains("hash-password"),
+            "{error}"
+        );
+        let twice = format!("{}{}", account("vera", &hash), account("vera", &hash));
+        assert!(
+            parse(&twice)
+                .unwrap_err()
+                .to_string()
+                .contains("defined twice")
+        );
+        assert!(parse(&account("ve ra", &hash)).is_err());
+        assert!(StaffRole::Viewer < StaffRole::Editor && StaffRole::Editor < StaffRole::Admin);
+    }
+
+    #[test]
     fn names_are_brought_to_their_matching_form() {
         let config = parse(
             "[inbound]\ndomain = 'Bounces.Bücher.example.'\n[inbound.local_parts]\nbounces = 'Returns'\n",

@@ -224,6 +224,7 @@ async fn suppress(
             note: Some("test".into()),
             source: Source::Cli,
             created_at: None,
+            created_by: None,
             expires_at: None,
         })
         .await

@@ -276,6 +276,7 @@ async fn the_report_of_a_heavily_used_address_names_every_item_and_loads_nothing
                     note: Some("Grund Post Sperre: per Telefon".into()),
                     source: bouncegate::model::Source::Cli,
                     created_at: None,
+                    created_by: None,
                     expires_at: None,
                 })
                 .await

@@ -232,6 +232,7 @@ async fn write_case(
                 note: Some("Grund Post Sperre: asked by phone".into()),
                 source: Source::Cli,
                 created_at: Some(received),
+                created_by: None,
                 expires_at: None,
             })
             .await
@@ -272,6 +273,7 @@ async fn write_case(
                 },
                 note: None,
                 created_at: received,
+                created_by: None,
                 expires_at: case.expired_days_ago.map(|days| days_ago(now, days)),
                 evidence_id: None,
                 event_id: None,

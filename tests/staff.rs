@@ -280,3 +280,181 @@ async fn sign_in_attempts_are_limited() {
     assert!(page.contains("Too many failed sign-ins"));
     running.stop().await;
 }
+
+#[tokio::test]
+async fn editors_block_letters_per_brand_with_a_reason_and_viewers_cannot() {
+    use bouncegate::model::{Channel, MailClass, Reason, Source};
+    use bouncegate::service::{CheckRequest, SuppressRequest};
+    for db in databases().await {
+        let running = common::gateway::start(&db, &staff_config()).await;
+        let service = &running.service;
+        let address = "paul.post@example.org";
+        // The owner's own opt-out (only their confirmed opt-in lifts it).
+        let opt_out = service
+            .suppress(&SuppressRequest {
+                address: address.into(),
+                reason: Reason::Unsubscribe,
+                company: Some("globex".into()),
+                brand: None,
+                channel: Channel::Email,
+                note: Some("asked by mail".into()),
+                source: Source::Cli,
+                created_at: None,
+                created_by: None,
+                expires_at: None,
+            })
+            .await
+            .unwrap()
+            .id;
+        let contact = format!("/staff/contact?address={address}");
+
+        // A viewer sees no edit controls, and a forged POST from their session is refused.
+        let mut viewer = Browser::new(&running);
+        viewer.sign_in("vera", "viewer-secret").await;
+        let (_, _, page) = viewer.get(&contact).await;
+        assert!(
+            !page.contains("/staff/block") && !page.contains("/staff/lift"),
+            "{page}"
+        );
+        let csrf = Browser::csrf(&page);
+        let (status, _, _) = viewer
+            .post(
+                "/staff/block",
+                &[
+                    ("csrf", &csrf),
+                    ("address", address),
+                    ("channel", "postal"),
+                    ("scope", "acme/news"),
+                    ("note", "forged"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{}", db.backend);
+
+        // An editor blocks letters for two brands, with the reason.
+        let mut editor = Browser::new(&running);
+        editor.sign_in("emil", "editor-secret").await;
+        let (_, _, page) = editor.get(&contact).await;
+        assert!(page.contains("action=\"/staff/block\""), "{page}");
+        let csrf = Browser::csrf(&page);
+        let block = |csrf: &str, note: &str| {
+            vec![
+                ("csrf".to_string(), csrf.to_string()),
+                ("address".into(), address.into()),
+                ("channel".into(), "postal".into()),
+                ("scope".into(), "acme/news".into()),
+                ("scope".into(), "acme/shop".into()),
+                ("note".into(), note.to_string()),
+            ]
+        };
+        let as_refs = |form: &[(String, String)]| -> Vec<(String, String)> { form.to_vec() };
+        for (form, expected) in [
+            (block("", "Grund Post Sperre"), StatusCode::FORBIDDEN),
+            (block(&csrf, "  "), StatusCode::BAD_REQUEST),
+            (
+                block(&csrf, "Grund Post Sperre: Brief vom 2. Dezember"),
+                StatusCode::SEE_OTHER,
+            ),
+        ] {
+            let form = as_refs(&form);
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let (status, _, _) = editor.post("/staff/block", &pairs).await;
+            assert_eq!(status, expected, "{}", db.backend);
+        }
+        let ask = |brand, channel| CheckRequest {
+            company: "acme",
+            brand: Some(brand),
+            class: MailClass::Promotional,
+            channel,
+        };
+        assert!(
+            !service
+                .check(address, ask("news", Channel::Postal))
+                .await
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            !service
+                .check(address, ask("shop", Channel::Postal))
+                .await
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            service
+                .check(address, ask("news", Channel::Email))
+                .await
+                .unwrap()
+                .allowed,
+            "letters only"
+        );
+        let report = service.access_report(address).await.unwrap();
+        let postal: Vec<_> = report
+            .suppressions
+            .iter()
+            .filter(|s| s.channel == Channel::Postal)
+            .collect();
+        assert_eq!(postal.len(), 2);
+        assert!(
+            postal
+                .iter()
+                .all(|s| s.created_by.as_deref() == Some("staff:emil")
+                    && s.note.as_deref() == Some("Grund Post Sperre: Brief vom 2. Dezember"))
+        );
+
+        // The staff block lifts with a reason; the owner's opt-out offers no button and refuses a forged lift.
+        let (_, _, page) = editor.get(&contact).await;
+        assert!(
+            !page.contains(&format!("name=\"id\" value=\"{opt_out}\"")),
+            "no lift for the owner's opt-out"
+        );
+        assert!(page.contains("Only the owner"), "{page}");
+        let shop = postal
+            .iter()
+            .find(|s| s.brand == "shop")
+            .unwrap()
+            .id
+            .to_string();
+        let (status, _, _) = editor
+            .post(
+                "/staff/lift",
+                &[
+                    ("csrf", &csrf),
+                    ("address", address),
+                    ("id", &shop),
+                    ("note", "wrote again: letters welcome"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(
+            service
+                .check(address, ask("shop", Channel::Postal))
+                .await
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            !service
+                .check(address, ask("news", Channel::Postal))
+                .await
+                .unwrap()
+                .allowed
+        );
+        let (status, _, page) = editor
+            .post(
+                "/staff/lift",
+                &[
+                    ("csrf", &csrf),
+                    ("address", address),
+                    ("id", &opt_out.to_string()),
+                    ("note", "forged"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{page}");
+        running.stop().await;
+    }
+}

@@ -43,6 +43,7 @@ fn request(
         note: Some("test".into()),
         source: Source::Api,
         created_at: None,
+        created_by: None,
         expires_at: None,
     }
 }

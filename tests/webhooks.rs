@@ -85,6 +85,7 @@ fn request(address: &str, reason: Reason, company: Option<&str>) -> SuppressRequ
         note: Some("from the test".into()),
         source: Source::Api,
         created_at: None,
+        created_by: None,
         expires_at: None,
     }
 }

@@ -73,6 +73,7 @@ pub async fn suppress(
     caller.require(ApiRole::Write)?;
     request.source = crate::model::Source::Api;
     request.created_at = None;
+    request.created_by = Some(caller.actor());
     let report = state.service.suppress(&request).await?;
     let status = if report.added {
         StatusCode::CREATED
@@ -123,17 +124,7 @@ pub async fn lift(
         lifted_by: caller.actor(),
         ..LiftRequest::default()
     };
-    let report = state.service.lift_by_id(id, &request).await?;
-    if report.lifted.is_empty() && !report.refused.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "owner_opt_out",
-            format!(
-                "suppression {id} is the address owner's opt-out; only their fresh confirmed opt-in lifts it (POST /v1/consents)"
-            ),
-        ));
-    }
-    Ok(Json(report))
+    Ok(Json(state.service.lift_by_id(id, &request).await?))
 }
 
 /// Records the owner's confirmed opt-in with its proof; it lifts their older opt-outs in its

@@ -49,6 +49,7 @@ pub async fn suppress(service: &SuppressionService, args: SuppressArgs) -> anyho
         note: Some(args.note.clone()),
         source: Source::Cli,
         created_at: None,
+        created_by: Some(actor()),
         expires_at: args.expires,
     };
     let report = service.suppress(&request).await?;

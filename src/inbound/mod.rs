@@ -370,6 +370,7 @@ impl InboundSink {
                     source: Source::OneClick,
                     note: Some(note),
                     created_at: chrono::Utc::now(),
+                    created_by: None,
                     expires_at: None,
                     evidence_id: None,
                     event_id: None,
@@ -510,6 +511,7 @@ impl InboundSink {
                 recipient.status, recipient.reason, recipient.class
             )),
             created_at: now,
+            created_by: None,
             expires_at,
             evidence_id: None,
             event_id: None,
@@ -559,6 +561,7 @@ impl InboundSink {
                             recipient.feedback_type.as_deref().unwrap_or("abuse")
                         )),
                         created_at: now,
+                        created_by: None,
                         expires_at: None,
                         evidence_id: None,
                         event_id: None,
@@ -774,6 +777,7 @@ impl InboundSink {
                     source,
                     note: Some(note.to_string()),
                     created_at: now,
+                    created_by: None,
                     expires_at: None,
                     evidence_id: None,
                     event_id: None,

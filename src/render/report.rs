@@ -32,6 +32,7 @@ struct Words {
     expires: &'static str,
     lifted: &'static str,
     how_to_lift: &'static str,
+    recorded_by: &'static str,
     kept_until: &'static str,
     events: &'static str,
     no_events: &'static str,
@@ -78,6 +79,7 @@ const EN: Words = Words {
     expires: "Expires",
     lifted: "Lifted",
     how_to_lift: "How it can be lifted",
+    recorded_by: "Recorded by",
     kept_until: "Kept until",
     events: "Events",
     no_events: "No events.",
@@ -124,6 +126,7 @@ const DE: Words = Words {
     expires: "Läuft ab",
     lifted: "Aufgehoben",
     how_to_lift: "Wie sie aufgehoben werden kann",
+    recorded_by: "Eingetragen von",
     kept_until: "Aufbewahrt bis",
     events: "Ereignisse",
     no_events: "Keine Ereignisse.",
@@ -317,7 +320,10 @@ fn suppressions_section(report: &AccessReport, w: &Words, lang: Lang) -> Markup 
                             td { (reason(lang, s.reason)) }
                             td { (s.source.as_str()) }
                             td { @if let Some(note) = &s.note { (note) } }
-                            td { (time(s.created_at)) }
+                            td {
+                                (time(s.created_at))
+                                @if let Some(by) = &s.created_by { br; span class="muted" { (by) } }
+                            }
                             td { @if let Some(t) = s.expires_at { (time(t)) } }
                             td {
                                 @if let Some(t) = s.lifted_at { (time(t)) }
@@ -561,6 +567,9 @@ pub fn text(report: &AccessReport, lang: Lang) -> String {
         );
         if let Some(note) = &s.note {
             let _ = writeln!(out, "     {}: {note}", w.note);
+        }
+        if let Some(by) = &s.created_by {
+            let _ = writeln!(out, "     {}: {by}", w.recorded_by);
         }
         let _ = writeln!(out, "     {}: {}", w.how_to_lift, lift_path(lang, s.lift));
         let _ = writeln!(out, "     {}: {}", w.kept_until, keep(lang, &s.kept));

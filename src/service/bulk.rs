@@ -422,6 +422,7 @@ fn validate_row(
         note: row.note.clone(),
         source: crate::model::Source::Import,
         created_at,
+        created_by: None,
         expires_at: None,
     };
     service

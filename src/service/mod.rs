@@ -96,6 +96,10 @@ pub enum ServiceError {
     NotFound { what: &'static str, id: i64 },
     #[error("a purge is already running in this gateway; it goes on: try again when it is done")]
     PurgeRunning,
+    #[error(
+        "suppression {0} is the address owner's opt-out; only their fresh confirmed opt-in lifts it"
+    )]
+    OwnerOptOut(i64),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -120,7 +124,7 @@ impl ServiceError {
             | ServiceError::ConsentInFuture(_)
             | ServiceError::Invalid(_) => ErrorKind::Invalid,
             ServiceError::NotHeld(_) | ServiceError::NotFound { .. } => ErrorKind::NotFound,
-            ServiceError::PurgeRunning => ErrorKind::Refused,
+            ServiceError::PurgeRunning | ServiceError::OwnerOptOut(_) => ErrorKind::Refused,
             ServiceError::EvidenceTampered { .. } => ErrorKind::Tampered,
             ServiceError::Store(_) | ServiceError::NotStored(_) => ErrorKind::Unavailable,
         }
@@ -142,6 +146,7 @@ impl ServiceError {
             ServiceError::ConsentInFuture(_) => "consent_in_future",
             ServiceError::NotFound { .. } => "not_found",
             ServiceError::PurgeRunning => "purge_running",
+            ServiceError::OwnerOptOut(_) => "owner_opt_out",
             ServiceError::Invalid(_) => "invalid_request",
             ServiceError::Store(_) | ServiceError::NotStored(_) => "store_unavailable",
         }
@@ -210,6 +215,10 @@ pub struct SuppressRequest {
     #[serde(skip)]
     #[schema(ignore)]
     pub created_at: Option<Timestamp>,
+    /// Who records it (set by the edge: `cli:USER`, `api:TOKEN`, `staff:USER`).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub created_by: Option<String>,
 }
 
 fn api_source() -> Source {
@@ -541,6 +550,7 @@ impl SuppressionService {
             source: request.source,
             note: note.map(str::to_string),
             created_at: request.created_at.unwrap_or(now),
+            created_by: request.created_by.clone(),
             expires_at: request.expires_at,
             evidence_id: None,
             event_id: None,
@@ -639,7 +649,7 @@ impl SuppressionService {
     /// same rules as [`SuppressionService::lift`].
     ///
     /// # Errors
-    /// No such suppression in force, a missing note, store failure.
+    /// No such suppression in force, the owner's opt-out, a missing note, store failure.
     pub async fn lift_by_id(
         &self,
         id: i64,
@@ -654,7 +664,11 @@ impl SuppressionService {
             id: Some(id),
             ..request.clone()
         };
-        self.lift_hash(&hash, &request).await
+        let report = self.lift_hash(&hash, &request).await?;
+        if report.lifted.is_empty() && !report.refused.is_empty() {
+            return Err(ServiceError::OwnerOptOut(id));
+        }
+        Ok(report)
     }
 
     /// Records the owner's confirmed opt-in, lifting their older opt-outs in its scope.
@@ -767,6 +781,7 @@ impl SuppressionService {
                         "held unsubscribe mail accepted by {decided_by}: {note}"
                     )),
                     created_at: now,
+                    created_by: Some(decided_by.to_string()),
                     expires_at: None,
                     evidence_id: event.evidence_id,
                     event_id: Some(event.id),

@@ -171,6 +171,7 @@ impl SuppressionService {
                     source: Source::OneClick,
                     note: Some(note.into()),
                     created_at: now,
+                    created_by: None,
                     expires_at: None,
                     evidence_id: None,
                     event_id: None,

@@ -268,6 +268,8 @@ pub fn router(state: StaffState) -> Router {
         .route("/staff/login", post(login))
         .route("/staff/logout", post(logout))
         .route("/staff/contact", get(contact))
+        .route("/staff/block", post(block))
+        .route("/staff/lift", post(lift))
         .route("/staff/evidence/{id}", get(evidence))
         .route("/staff/evidence/{id}/eml", get(evidence_eml))
         .with_state(state)
@@ -448,6 +450,150 @@ fn forbidden(lang: Lang) -> Response {
     )
 }
 
+/// A form's fields in order, repeated names kept (`scope` may come several times).
+fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn field<'f>(fields: &'f [(String, String)], name: &str) -> &'f str {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// An editor's POST needs the session's CSRF token and at least the editor role: the 403 page
+/// when it lacks either.
+fn refusal(staff: &Staff, fields: &[(String, String)], lang: Lang) -> Option<Response> {
+    if !staff.csrf_ok(field(fields, "csrf")) {
+        tracing::warn!(user = %staff.user, "staff form without its CSRF token refused");
+        return Some(forbidden(lang));
+    }
+    if staff.role < StaffRole::Editor {
+        tracing::warn!(user = %staff.user, "staff edit by a viewer refused");
+        return Some(forbidden(lang));
+    }
+    None
+}
+
+fn back_to(address: &str) -> Response {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("address", address)
+        .finish();
+    Redirect::to(&format!("/staff/contact?{query}")).into_response()
+}
+
+fn refused(lang: Lang, error: &crate::service::ServiceError) -> Response {
+    page(
+        crate::api::status_of(error.kind()),
+        pages::message(lang, &error.to_string()),
+    )
+}
+
+/// Adds a staff block (e-mail or postal) for the chosen brands or whole companies, with the
+/// mandatory reason; one suppression per scope.
+async fn block(
+    State(state): State<StaffState>,
+    staff: Staff,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let lang = language(&headers, None);
+    let fields = form_fields(&body);
+    if let Some(response) = refusal(&staff, &fields, lang) {
+        return response;
+    }
+    let t = pages::text(lang);
+    let address = field(&fields, "address").trim().to_string();
+    let note = field(&fields, "note").trim().to_string();
+    let channel = match field(&fields, "channel").parse::<crate::model::Channel>() {
+        Ok(channel) => channel,
+        Err(error) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                pages::message(lang, &error.to_string()),
+            );
+        }
+    };
+    let scopes: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if note.is_empty() {
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::message(lang, t.reason_required),
+        );
+    }
+    if scopes.is_empty() {
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::message(lang, t.scope_required),
+        );
+    }
+    for scope in scopes {
+        let (company, brand) = match scope.split_once('/') {
+            Some((company, brand)) => (company, Some(brand)),
+            None => (scope, None),
+        };
+        let request = crate::service::SuppressRequest {
+            address: address.clone(),
+            reason: crate::model::Reason::Manual,
+            company: Some(company.to_string()),
+            brand: brand.map(str::to_string),
+            channel,
+            note: Some(note.clone()),
+            expires_at: None,
+            source: crate::model::Source::Api,
+            created_at: None,
+            created_by: Some(format!("staff:{}", staff.user)),
+        };
+        if let Err(error) = state.service.suppress(&request).await {
+            return refused(lang, &error);
+        }
+    }
+    tracing::info!(user = %staff.user, channel = channel.as_str(), "staff block recorded");
+    back_to(&address)
+}
+
+/// Lifts a bounce or staff block (the service refuses the owner's opt-outs).
+async fn lift(
+    State(state): State<StaffState>,
+    staff: Staff,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let lang = language(&headers, None);
+    let fields = form_fields(&body);
+    if let Some(response) = refusal(&staff, &fields, lang) {
+        return response;
+    }
+    let t = pages::text(lang);
+    let note = field(&fields, "note").trim().to_string();
+    if note.is_empty() {
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::message(lang, t.reason_required),
+        );
+    }
+    let Ok(id) = field(&fields, "id").parse::<i64>() else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::message(lang, t.no_such_block),
+        );
+    };
+    let request = crate::service::LiftRequest {
+        note: Some(note),
+        lifted_by: format!("staff:{}", staff.user),
+        ..Default::default()
+    };
+    match state.service.lift_by_id(id, &request).await {
+        Ok(_) => back_to(field(&fields, "address")),
+        Err(error) => refused(lang, &error),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct ContactQuery {
     address: String,
@@ -464,7 +610,10 @@ async fn contact(
     let asked = query.lang.as_deref().and_then(|l| l.parse().ok());
     let lang = language(&headers, asked);
     let response = match state.service.access_report(query.address.trim()).await {
-        Ok(report) => page(StatusCode::OK, pages::contact(lang, &staff, &report)),
+        Ok(report) => page(
+            StatusCode::OK,
+            pages::contact(lang, &staff, &report, state.service.config()),
+        ),
         Err(error) => {
             let status = crate::api::status_of(error.kind());
             page(

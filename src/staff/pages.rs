@@ -4,9 +4,10 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::Staff;
+use crate::config::{Config, StaffRole};
 use crate::render::Lang;
 use crate::service::AccessReport;
-use crate::store::EvidenceRecord;
+use crate::store::{EvidenceRecord, LiftPath};
 
 /// The words of the staff pages in one language.
 pub struct Text {
@@ -32,6 +33,21 @@ pub struct Text {
     pub received: &'static str,
     pub envelope: &'static str,
     pub other_language: (&'static str, &'static str),
+    pub reason_required: &'static str,
+    pub scope_required: &'static str,
+    pub no_such_block: &'static str,
+    pub add_block: &'static str,
+    pub channel: &'static str,
+    pub email: &'static str,
+    pub postal: &'static str,
+    pub scope: &'static str,
+    pub all_brands: &'static str,
+    pub reason: &'static str,
+    pub save: &'static str,
+    pub lift_blocks: &'static str,
+    pub lift: &'static str,
+    pub lift_reason: &'static str,
+    pub owner_only: &'static str,
 }
 
 const EN: Text = Text {
@@ -57,6 +73,21 @@ const EN: Text = Text {
     received: "Received",
     envelope: "Envelope",
     other_language: ("de", "Deutsch"),
+    reason_required: "A reason is required: say why, for whoever answers a data-protection request.",
+    scope_required: "Choose at least one brand or company.",
+    no_such_block: "No such block.",
+    add_block: "Add a block",
+    channel: "Channel",
+    email: "E-mail",
+    postal: "Letter post",
+    scope: "For",
+    all_brands: "all brands",
+    reason: "Reason",
+    save: "Add the block",
+    lift_blocks: "Lift a block",
+    lift: "Lift",
+    lift_reason: "Reason for lifting",
+    owner_only: "Only the owner's new, confirmed opt-in lifts this block: no one else can.",
 };
 
 const DE: Text = Text {
@@ -82,6 +113,21 @@ const DE: Text = Text {
     received: "Empfangen",
     envelope: "Umschlag",
     other_language: ("en", "English"),
+    reason_required: "Ein Grund ist nötig: für die Beantwortung von Datenschutzanfragen.",
+    scope_required: "Bitte mindestens eine Marke oder Firma wählen.",
+    no_such_block: "Diese Sperre gibt es nicht.",
+    add_block: "Sperre eintragen",
+    channel: "Kanal",
+    email: "E-Mail",
+    postal: "Briefpost",
+    scope: "Für",
+    all_brands: "alle Marken",
+    reason: "Grund",
+    save: "Sperre eintragen",
+    lift_blocks: "Sperre aufheben",
+    lift: "Aufheben",
+    lift_reason: "Grund der Aufhebung",
+    owner_only: "Nur eine neue, bestätigte Anmeldung der Inhaberin oder des Inhabers hebt diese Sperre auf: sonst niemand.",
 };
 
 /// The words for `lang`.
@@ -97,7 +143,10 @@ form.inline{display:inline}label{display:block;margin:.6rem 0 .2rem;font-weight:
 input[type=text],input[type=email],input[type=password]{font:inherit;padding:.35rem .5rem;min-width:18rem;border:1px solid #777;border-radius:3px}\
 button{font:inherit;padding:.35rem .9rem;border:1px solid #333;border-radius:3px;background:#f2f2f2;cursor:pointer}\
 a:focus,button:focus,input:focus{outline:3px solid #1a5fb4;outline-offset:2px}\
-.error{color:#a00;font-weight:600}.role{color:#555}";
+.error{color:#a00;font-weight:600}.role{color:#555}\
+fieldset{border:1px solid #bbb;margin:.6rem 0;padding:.4rem .8rem}legend{font-weight:600}\
+fieldset label{display:inline;font-weight:normal;margin-right:1rem}textarea{font:inherit;width:100%;max-width:40rem;min-height:4rem}\
+section.edit{border:1px solid #999;padding:.2rem 1rem 1rem;margin:1.5rem 0}";
 
 fn layout(lang: Lang, title: &str, staff: Option<&Staff>, content: Markup) -> String {
     let t = text(lang);
@@ -181,9 +230,11 @@ pub fn search(lang: Lang, staff: &Staff, error: Option<&str>) -> String {
     )
 }
 
-/// A contact: the access report's content, with its stored mails linked.
-pub fn contact(lang: Lang, staff: &Staff, report: &AccessReport) -> String {
+/// A contact: the access report's content, with its stored mails linked; for editors the forms
+/// that add a block and lift the blocks staff may lift.
+pub fn contact(lang: Lang, staff: &Staff, report: &AccessReport, config: &Config) -> String {
     let t = text(lang);
+    let editor = staff.role >= StaffRole::Editor && report.erased.is_none();
     layout(
         lang,
         &report.address,
@@ -191,9 +242,73 @@ pub fn contact(lang: Lang, staff: &Staff, report: &AccessReport) -> String {
         html! {
             (search_form(t, &report.address))
             h1 class="address" { (report.address) }
+            @if editor { (edit_section(t, staff, report, config)) }
             (crate::render::report::body(report, lang, Some("/staff/evidence")))
         },
     )
+}
+
+fn edit_section(t: &Text, staff: &Staff, report: &AccessReport, config: &Config) -> Markup {
+    let liftable: Vec<_> = report.suppressions.iter().filter(|s| s.standing).collect();
+    html! {
+        section class="edit" aria-labelledby="add-block" {
+            h2 id="add-block" { (t.add_block) }
+            form method="post" action="/staff/block" {
+                input type="hidden" name="csrf" value=(staff.csrf);
+                input type="hidden" name="address" value=(report.address);
+                fieldset {
+                    legend { (t.channel) }
+                    label { input type="radio" name="channel" value="email" checked; " " (t.email) }
+                    label { input type="radio" name="channel" value="postal"; " " (t.postal) }
+                }
+                fieldset {
+                    legend { (t.scope) }
+                    @for company in &config.companies {
+                        div {
+                            label {
+                                input type="checkbox" name="scope" value=(company.id());
+                                " " strong { (company.id()) } " (" (t.all_brands) ")"
+                            }
+                            @for brand in &company.brands {
+                                label {
+                                    input type="checkbox" name="scope" value={ (company.id()) "/" (brand.get_ref()) };
+                                    " " (brand.get_ref())
+                                }
+                            }
+                        }
+                    }
+                }
+                label for="block-note" { (t.reason) }
+                textarea id="block-note" name="note" required {}
+                p { button type="submit" { (t.save) } }
+            }
+            @if !liftable.is_empty() {
+                h2 { (t.lift_blocks) }
+                @for s in liftable {
+                    div {
+                        p {
+                            "#" (s.id) " · " (s.channel.as_str()) " · "
+                            (if s.company.is_empty() { "*".to_string() } else if s.brand.is_empty() { s.company.clone() } else { format!("{}/{}", s.company, s.brand) })
+                            " · " (s.reason.as_str())
+                            @if let Some(note) = &s.note { " · " (note) }
+                        }
+                        @if s.lift == LiftPath::Staff {
+                            form method="post" action="/staff/lift" {
+                                input type="hidden" name="csrf" value=(staff.csrf);
+                                input type="hidden" name="address" value=(report.address);
+                                input type="hidden" name="id" value=(s.id);
+                                label for={ "lift-note-" (s.id) } { (t.lift_reason) }
+                                input type="text" id={ "lift-note-" (s.id) } name="note" required;
+                                " " button type="submit" { (t.lift) }
+                            }
+                        } @else {
+                            p class="muted" { (t.owner_only) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A stored mail, shown as text.

@@ -70,6 +70,8 @@ pub struct HeldSuppression {
     #[serde(serialize_with = "crate::model::serialize_time")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// Who recorded it by hand (`staff:USER`, `api:TOKEN`, `cli:USER`); `None` for mail and clicks.
+    pub created_by: Option<String>,
     #[serde(serialize_with = "crate::model::serialize_opt_time")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
@@ -289,8 +291,8 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<HeldSuppression>, StoreError> {
         sqlx::query(
-            "SELECT id, channel, company, brand, reason, source, note, created_at, expires_at, \
-               evidence_id, event_id, lifted_at, lifted_by, lift_note \
+            "SELECT id, channel, company, brand, reason, source, note, created_at, created_by, \
+               expires_at, evidence_id, event_id, lifted_at, lifted_by, lift_note \
              FROM suppressions WHERE address_hash = $1 ORDER BY id",
         )
         .bind(hash.as_str())
@@ -341,6 +343,7 @@ impl Store {
                 source,
                 note: rows::opt_text(row, "note")?,
                 created_at: rows::time(row, "created_at")?,
+                created_by: rows::opt_text(row, "created_by")?,
                 expires_at,
                 lifted_at,
                 lifted_by,

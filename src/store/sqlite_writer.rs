@@ -337,6 +337,7 @@ impl InboundWrites for RusqliteWrites<'_> {
                 &new.expires_at.as_ref().map(format_time),
                 &new.evidence_id,
                 &new.event_id,
+                &new.created_by,
             ],
         )?;
         if let Some(id) = inserted {

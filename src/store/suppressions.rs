@@ -29,6 +29,8 @@ pub struct NewSuppression {
     pub expires_at: Option<Timestamp>,
     pub evidence_id: Option<i64>,
     pub event_id: Option<i64>,
+    /// Who recorded it by hand (`cli:USER`, `api:TOKEN`, `staff:USER`); `None` for mail and clicks.
+    pub created_by: Option<String>,
 }
 
 /// What adding one suppression did.
@@ -306,7 +308,7 @@ pub(super) const IN_FORCE: &str = "SELECT id FROM suppressions WHERE address_has
      AND company = $3 AND brand = $4 AND reason = $5 AND lifted_at IS NULL \
      AND (expires_at IS NULL OR expires_at > $6)";
 
-/// One suppression unless the same is in force (then no row): `$1`…`$12` in [`INSERT_COLUMNS`] order.
+/// One suppression unless the same is in force (then no row): `$1`…`$13` in [`INSERT_COLUMNS`] order.
 pub(super) fn insert_one_sql() -> String {
     format!(
         "INSERT INTO suppressions ({INSERT_COLUMNS}) VALUES ({}) {ON_CONFLICT} RETURNING id",
@@ -332,9 +334,9 @@ pub(super) fn erased_among_sql(n: usize) -> String {
 }
 
 const INSERT_COLUMNS: &str = "address, address_hash, channel, company, brand, reason, source, note, \
-     created_at, expires_at, evidence_id, event_id";
-const INSERT_WIDTH: usize = 12;
-/// Rows per multi-row INSERT in a batch (12 binds each).
+     created_at, expires_at, evidence_id, event_id, created_by";
+const INSERT_WIDTH: usize = 13;
+/// Rows per multi-row INSERT in a batch (13 binds each).
 const INSERT_ROWS: usize = 200;
 const ON_CONFLICT: &str = "ON CONFLICT (address_hash, channel, company, brand, reason) WHERE lifted_at IS NULL DO NOTHING";
 
@@ -360,6 +362,7 @@ fn bind_suppression<'q>(
         .bind(new.expires_at.as_ref().map(format_time))
         .bind(new.evidence_id)
         .bind(new.event_id)
+        .bind(new.created_by.as_deref())
 }
 
 /// Inserts many rows in one statement; returns how many were new (the rest were in force already).

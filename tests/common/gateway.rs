@@ -160,6 +160,7 @@ impl Running {
                 note: Some(note),
                 source: Source::Cli,
                 created_at: None,
+                created_by: None,
                 expires_at: None,
             })
             .await
