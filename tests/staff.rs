@@ -115,9 +115,11 @@ impl Browser {
 fn staff_config() -> String {
     let viewer = bouncegate::relay::hash_password("viewer-secret").unwrap();
     let editor = bouncegate::relay::hash_password("editor-secret").unwrap();
+    let admin = bouncegate::relay::hash_password("admin-secret").unwrap();
     format!(
         "[[staff]]\nuser = \"vera\"\npassword_hash = \"{viewer}\"\nrole = \"viewer\"\n\
-         [[staff]]\nuser = \"emil\"\npassword_hash = \"{editor}\"\nrole = \"editor\"\n"
+         [[staff]]\nuser = \"emil\"\npassword_hash = \"{editor}\"\nrole = \"editor\"\n\
+         [[staff]]\nuser = \"ada\"\npassword_hash = \"{admin}\"\nrole = \"admin\"\n"
     )
 }
 
@@ -455,6 +457,117 @@ async fn editors_block_letters_per_brand_with_a_reason_and_viewers_cannot() {
             )
             .await;
         assert_eq!(status, StatusCode::CONFLICT, "{page}");
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn admins_import_export_and_erase_and_everyone_sees_the_overview() {
+    for db in databases().await {
+        let running = common::gateway::start(&db, &staff_config()).await;
+        let address = "rita.admin@example.org";
+        running.footprint(address).await;
+
+        // The overview: counts per day (today's bounce and unsubscribe), the latest events.
+        let mut viewer = Browser::new(&running);
+        viewer.sign_in("vera", "viewer-secret").await;
+        let (_, _, page) = viewer.get("/staff").await;
+        assert!(
+            page.contains("<svg") && page.contains("Per day, last 14 days"),
+            "{page}"
+        );
+        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let row = page
+            .split("<tr>")
+            .find(|r| r.contains(&format!("<td>{today}</td>")))
+            .expect("today's row");
+        assert!(
+            row.contains("<td>1</td>"),
+            "a bounce and an unsubscribe today: {row}"
+        );
+        assert!(page.contains(address), "the latest events name the address");
+        assert!(
+            !page.contains("/staff/import") && !page.contains("/staff/export"),
+            "no admin tools for viewers"
+        );
+        let (status, _, _) = viewer.get("/staff/export").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // Import: a CSV upload; the bad line is named, the good ones are kept.
+        let mut admin = Browser::new(&running);
+        admin.sign_in("ada", "admin-secret").await;
+        let (_, _, page) = admin.get("/staff").await;
+        let csrf = Browser::csrf(&page);
+        let csv = "email,reason,company,brand,channel,note\n\
+                   imported@example.org,manual,acme,news,postal,Grund Post Sperre: Liste\n\
+                   not an address,manual,acme,,email,x\n";
+        let boundary = "bgtestboundary";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"blocks.csv\"\r\n\
+             Content-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n"
+        );
+        let response = admin
+            .http
+            .post(format!("{}/staff/import", admin.base))
+            .header("Cookie", admin.cookie_header())
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains("added 1") && page.contains("rejected 1"),
+            "{page}"
+        );
+        assert!(page.contains("<td>3</td>"), "the bad line is named: {page}");
+
+        // Export: the blocks in force as CSV, the imported postal block among them.
+        let (status, headers, csv) = admin.get("/staff/export").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers["content-disposition"]
+                .to_str()
+                .unwrap()
+                .contains("attachment")
+        );
+        assert!(
+            csv.lines()
+                .any(|l| l.contains("imported@example.org") && l.contains("postal")),
+            "{csv}"
+        );
+
+        // Erase: a confirmation that names the consequences, then the address is gone.
+        let (status, _, page) = admin.get(&format!("/staff/erase?address={address}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("cannot be undone") && page.contains("stays blocked"),
+            "{page}"
+        );
+        let (status, _, _) = admin
+            .post("/staff/erase", &[("csrf", "forged"), ("address", address)])
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let viewer_csrf = Browser::csrf(&viewer.get("/staff").await.2);
+        let (status, _, _) = viewer
+            .post(
+                "/staff/erase",
+                &[("csrf", &viewer_csrf), ("address", address)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "viewers cannot erase");
+        let (status, _, _) = admin
+            .post("/staff/erase", &[("csrf", &csrf), ("address", address)])
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let report = running.service.access_report(address).await.unwrap();
+        let erased = report.erased.expect("erased");
+        assert_eq!(erased.erased_by.as_deref(), Some("staff:ada"));
         running.stop().await;
     }
 }

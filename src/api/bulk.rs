@@ -19,6 +19,7 @@ use super::extract::ApiQuery;
 use crate::config::ApiRole;
 use crate::model::{Channel, MailClass};
 use crate::service::CheckRequest;
+use crate::service::SuppressionService;
 use crate::service::bulk::{self, Format, ImportReport};
 
 /// Chunks in flight between the job and the client.
@@ -253,14 +254,19 @@ pub async fn export(
     ApiQuery(params): ApiQuery<FormatParams>,
 ) -> Result<Response, ApiError> {
     caller.require(ApiRole::Read)?;
-    let service = state.service.clone();
+    Ok(export_response(state.service.clone(), params.format))
+}
+
+/// The suppressions in force in `format`, streamed as the body (the API's and the staff page's
+/// export).
+pub fn export_response(service: SuppressionService, format: Format) -> Response {
     let runtime = tokio::runtime::Handle::current();
-    let content_type = match params.format {
+    let content_type = match format {
         Format::Csv => "text/csv; charset=utf-8",
         Format::Jsonl => "application/x-ndjson",
     };
-    Ok(streamed(content_type, move |mut writer| {
-        let result = runtime.block_on(bulk::export(&service, &mut writer, params.format, false));
+    streamed(content_type, move |mut writer| {
+        let result = runtime.block_on(bulk::export(&service, &mut writer, format, false));
         match result
             .map_err(|e| e.to_string())
             .and_then(|_| writer.flush().map_err(|e| e.to_string()))
@@ -272,5 +278,5 @@ pub async fn export(
                 writer.fail(error);
             }
         }
-    }))
+    })
 }

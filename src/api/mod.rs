@@ -23,6 +23,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 pub use auth::Tokens;
+pub use bulk::export_response;
 pub use error::{ApiError, ErrorBody, status_of};
 pub use openapi::document;
 

@@ -3,6 +3,7 @@
 
 pub mod bulk;
 mod listing;
+mod overview;
 mod report;
 mod retention;
 mod unsubscribe;
@@ -17,6 +18,7 @@ pub use listing::{
     BlockedPage, BlockedQuery, DEFAULT_PAGE, EventPage, EventsQuery, MAX_PAGE, Page,
     QueueActReport, SuppressionPage, SuppressionsQuery,
 };
+pub use overview::{DayCounts, Overview};
 pub use report::{AccessReport, RetentionSummary};
 pub use retention::PurgeReport;
 pub use unsubscribe::{OneClickOutcome, OneClickRequest, UnsubscribeTarget, verified_send};

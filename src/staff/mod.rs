@@ -37,6 +37,8 @@ const IDLE: Duration = Duration::from_secs(30 * 60);
 const MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 /// Sessions held at once (the oldest go first past it).
 const MAX_SESSIONS: usize = 10_000;
+/// The largest CSV upload (about a million rows).
+const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
 /// Failed sign-ins per client address, and per user, within the window; then refused until the
 /// window has passed.
 const MAX_FAILURES: usize = 5;
@@ -270,6 +272,12 @@ pub fn router(state: StaffState) -> Router {
         .route("/staff/contact", get(contact))
         .route("/staff/block", post(block))
         .route("/staff/lift", post(lift))
+        .route("/staff/erase", get(erase_confirm).post(erase))
+        .route("/staff/export", get(export))
+        .route(
+            "/staff/import",
+            post(import).layer(axum::extract::DefaultBodyLimit::max(IMPORT_LIMIT)),
+        )
         .route("/staff/evidence/{id}", get(evidence))
         .route("/staff/evidence/{id}/eml", get(evidence_eml))
         .with_state(state)
@@ -310,7 +318,19 @@ async fn home(
 ) -> Response {
     let lang = language(&headers, query.lang());
     let response = match staff {
-        Some(staff) => page(StatusCode::OK, pages::search(lang, &staff, None)),
+        Some(staff) => {
+            let overview = match state.service.overview(14, 10).await {
+                Ok(overview) => Some(overview),
+                Err(error) => {
+                    tracing::warn!(%error, "staff overview failed");
+                    None
+                }
+            };
+            page(
+                StatusCode::OK,
+                pages::search(lang, &staff, None, overview.as_ref()),
+            )
+        }
         None => login_page(&state, lang, StatusCode::OK, None),
     };
     remember_language(&state, response, query.lang())
@@ -460,6 +480,150 @@ fn field<'f>(fields: &'f [(String, String)], name: &str) -> &'f str {
         .iter()
         .find(|(k, _)| k == name)
         .map_or("", |(_, v)| v.as_str())
+}
+
+/// An admin's page or POST: at least the admin role (and for a POST the CSRF token).
+fn admin_refusal(staff: &Staff, csrf: Option<&str>, lang: Lang) -> Option<Response> {
+    if csrf.is_some_and(|csrf| !staff.csrf_ok(csrf)) || staff.role < StaffRole::Admin {
+        tracing::warn!(user = %staff.user, "staff admin action refused");
+        return Some(forbidden(lang));
+    }
+    None
+}
+
+#[derive(Debug, Deserialize)]
+struct AddressQuery {
+    address: String,
+}
+
+async fn erase_confirm(
+    staff: Staff,
+    headers: HeaderMap,
+    Query(query): Query<AddressQuery>,
+) -> Response {
+    let lang = language(&headers, None);
+    if let Some(response) = admin_refusal(&staff, None, lang) {
+        return response;
+    }
+    page(
+        StatusCode::OK,
+        pages::erase_confirm(lang, &staff, query.address.trim()),
+    )
+}
+
+async fn erase(
+    State(state): State<StaffState>,
+    staff: Staff,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let lang = language(&headers, None);
+    let fields = form_fields(&body);
+    if let Some(response) = admin_refusal(&staff, Some(field(&fields, "csrf")), lang) {
+        return response;
+    }
+    let address = field(&fields, "address").trim();
+    let request = crate::service::ErasureRequest {
+        address: address.to_string(),
+    };
+    match state
+        .service
+        .erase(&request, &format!("staff:{}", staff.user))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(user = %staff.user, "staff erased an address");
+            back_to(address)
+        }
+        Err(error) => refused(lang, &error),
+    }
+}
+
+/// The suppressions in force as CSV (the import format), streamed.
+async fn export(State(state): State<StaffState>, staff: Staff, headers: HeaderMap) -> Response {
+    let lang = language(&headers, None);
+    if let Some(response) = admin_refusal(&staff, None, lang) {
+        return response;
+    }
+    let mut response =
+        crate::api::export_response(state.service.clone(), crate::service::bulk::Format::Csv);
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"bouncegate-blocks.csv\""),
+    );
+    response
+}
+
+/// A CSV upload, imported as `bouncegate import` would; the page lists the rows refused.
+async fn import(
+    State(state): State<StaffState>,
+    staff: Staff,
+    headers: HeaderMap,
+    mut multipart: axum::extract::Multipart,
+) -> Response {
+    let lang = language(&headers, None);
+    let (mut csrf, mut file) = (String::new(), None);
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(part)) => {
+                let name = part.name().unwrap_or("").to_string();
+                match part.bytes().await {
+                    Ok(bytes) if name == "csrf" => {
+                        csrf = String::from_utf8_lossy(&bytes).into_owned()
+                    }
+                    Ok(bytes) if name == "file" => file = Some(bytes),
+                    Ok(_) => {}
+                    Err(error) => {
+                        return page(
+                            StatusCode::BAD_REQUEST,
+                            pages::message(lang, &error.to_string()),
+                        );
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(error) => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    pages::message(lang, &error.to_string()),
+                );
+            }
+        }
+    }
+    if let Some(response) = admin_refusal(&staff, Some(&csrf), lang) {
+        return response;
+    }
+    let Some(file) = file else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::message(lang, pages::text(lang).import_file),
+        );
+    };
+    let service = state.service.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let imported = tokio::task::spawn_blocking(move || {
+        runtime.block_on(crate::service::bulk::import(
+            &service,
+            std::io::Cursor::new(file),
+            crate::service::bulk::Format::Csv,
+            &(),
+        ))
+    })
+    .await;
+    match imported {
+        Ok(Ok(report)) => {
+            tracing::info!(user = %staff.user, rows = report.rows, added = report.added, "staff import");
+            page(StatusCode::OK, pages::import_done(lang, &staff, &report))
+        }
+        Ok(Err(error)) => page(
+            StatusCode::BAD_REQUEST,
+            pages::message(lang, &error.to_string()),
+        ),
+        Err(error) => page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::message(lang, &error.to_string()),
+        ),
+    }
 }
 
 /// An editor's POST needs the session's CSRF token and at least the editor role: the 403 page
@@ -618,7 +782,7 @@ async fn contact(
             let status = crate::api::status_of(error.kind());
             page(
                 status,
-                pages::search(lang, &staff, Some(&error.to_string())),
+                pages::search(lang, &staff, Some(&error.to_string()), None),
             )
         }
     };

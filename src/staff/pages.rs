@@ -6,7 +6,8 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::Staff;
 use crate::config::{Config, StaffRole};
 use crate::render::Lang;
-use crate::service::AccessReport;
+use crate::service::bulk::ImportReport;
+use crate::service::{AccessReport, DayCounts, Overview};
 use crate::store::{EvidenceRecord, LiftPath};
 
 /// The words of the staff pages in one language.
@@ -48,6 +49,24 @@ pub struct Text {
     pub lift: &'static str,
     pub lift_reason: &'static str,
     pub owner_only: &'static str,
+    pub overview: &'static str,
+    pub per_day: &'static str,
+    pub day: &'static str,
+    pub bounces: &'static str,
+    pub complaints: &'static str,
+    pub unsubscribes: &'static str,
+    pub blocked: &'static str,
+    pub recent: &'static str,
+    pub recent_blocked: &'static str,
+    pub queue: &'static str,
+    pub nothing: &'static str,
+    pub erase: &'static str,
+    pub erase_consequences: &'static str,
+    pub erase_confirm: &'static str,
+    pub export: &'static str,
+    pub import: &'static str,
+    pub import_file: &'static str,
+    pub import_done: &'static str,
 }
 
 const EN: Text = Text {
@@ -88,6 +107,24 @@ const EN: Text = Text {
     lift: "Lift",
     lift_reason: "Reason for lifting",
     owner_only: "Only the owner's new, confirmed opt-in lifts this block: no one else can.",
+    overview: "Overview",
+    per_day: "Per day, last 14 days",
+    day: "Day",
+    bounces: "Bounces",
+    complaints: "Complaints",
+    unsubscribes: "Unsubscribes",
+    blocked: "Blocked sends",
+    recent: "Latest bounces, complaints and unsubscribes",
+    recent_blocked: "Latest blocked sends",
+    queue: "Relay queue",
+    nothing: "Nothing yet.",
+    erase: "Erase this address",
+    erase_consequences: "Erasing removes the address's plain text from every table and the database files, and every stored mail naming it except the proof of a standing opt-out. Only a keyed hash stays: the address stays blocked where it is blocked (status D), no import can bring it back, and only the owner's new confirmed opt-in lets mail go to it again. This cannot be undone.",
+    erase_confirm: "I understand: erase it",
+    export: "Export the blocks in force (CSV)",
+    import: "Import blocks (CSV)",
+    import_file: "CSV file (header: email, reason, company, brand, channel, note)",
+    import_done: "Import finished",
 };
 
 const DE: Text = Text {
@@ -128,7 +165,37 @@ const DE: Text = Text {
     lift: "Aufheben",
     lift_reason: "Grund der Aufhebung",
     owner_only: "Nur eine neue, bestätigte Anmeldung der Inhaberin oder des Inhabers hebt diese Sperre auf: sonst niemand.",
+    overview: "Übersicht",
+    per_day: "Pro Tag, letzte 14 Tage",
+    day: "Tag",
+    bounces: "Unzustellbare",
+    complaints: "Beschwerden",
+    unsubscribes: "Abmeldungen",
+    blocked: "Gesperrte Sendungen",
+    recent: "Neueste Unzustellbare, Beschwerden und Abmeldungen",
+    recent_blocked: "Neueste gesperrte Sendungen",
+    queue: "Warteschlange des Relays",
+    nothing: "Noch nichts.",
+    erase: "Diese Adresse löschen",
+    erase_consequences: "Löschen entfernt die Adresse im Klartext aus allen Tabellen und den Datenbankdateien, dazu jede gespeicherte Mail, die sie nennt, außer dem Nachweis einer bestehenden Abmeldung. Nur ein mit geheimem Schlüssel gebildeter Hashwert bleibt: die Adresse bleibt gesperrt, wo sie gesperrt ist (Status D), kein Import bringt sie zurück, und nur eine neue, bestätigte Anmeldung der Inhaberin oder des Inhabers erlaubt wieder Mails an sie. Das lässt sich nicht rückgängig machen.",
+    erase_confirm: "Verstanden: löschen",
+    export: "Bestehende Sperren exportieren (CSV)",
+    import: "Sperren importieren (CSV)",
+    import_file: "CSV-Datei (Kopfzeile: email, reason, company, brand, channel, note)",
+    import_done: "Import abgeschlossen",
 };
+
+/// `path?address=ADDRESS`, the address encoded for a URL.
+fn link(path: &str, address: &str) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("address", address)
+        .finish();
+    format!("{path}?{query}")
+}
+
+fn contact_link(address: &str) -> String {
+    link("/staff/contact", address)
+}
 
 /// The words for `lang`.
 pub fn text(lang: Lang) -> &'static Text {
@@ -215,8 +282,13 @@ fn search_form(t: &Text, value: &str) -> Markup {
     }
 }
 
-/// The search page (after sign-in), with an error from the last search if any.
-pub fn search(lang: Lang, staff: &Staff, error: Option<&str>) -> String {
+/// The search page (after sign-in), with an error from the last search if any, and the overview.
+pub fn search(
+    lang: Lang,
+    staff: &Staff,
+    error: Option<&str>,
+    overview: Option<&Overview>,
+) -> String {
     let t = text(lang);
     layout(
         lang,
@@ -226,6 +298,159 @@ pub fn search(lang: Lang, staff: &Staff, error: Option<&str>) -> String {
             h1 { (t.search) }
             @if let Some(error) = error { p class="error" role="alert" { (error) } }
             (search_form(t, ""))
+            @if staff.role >= StaffRole::Admin { (admin_tools(t, staff)) }
+            @if let Some(overview) = overview { (overview_section(t, overview)) }
+        },
+    )
+}
+
+fn admin_tools(t: &Text, staff: &Staff) -> Markup {
+    html! {
+        section class="edit" {
+            p { a href="/staff/export" download { (t.export) } }
+            form method="post" action="/staff/import" enctype="multipart/form-data" {
+                input type="hidden" name="csrf" value=(staff.csrf);
+                label for="import-file" { (t.import) ": " (t.import_file) }
+                input type="file" id="import-file" name="file" accept=".csv,text/csv" required;
+                " " button type="submit" { (t.import) }
+            }
+        }
+    }
+}
+
+/// A day's value of one series.
+type Series<'t> = (&'t str, &'static str, fn(&DayCounts) -> i64);
+
+/// Bars per day (inline SVG; the table beside it carries the same numbers for screen readers).
+fn chart(t: &Text, days: &[DayCounts]) -> Markup {
+    let series: [Series<'_>; 4] = [
+        (t.bounces, "#b35806", |d| d.bounces),
+        (t.complaints, "#b2182b", |d| d.complaints),
+        (t.unsubscribes, "#2166ac", |d| d.unsubscribes),
+        (t.blocked, "#4d4d4d", |d| d.blocked),
+    ];
+    let max = days
+        .iter()
+        .flat_map(|d| series.iter().map(move |(_, _, f)| f(d)))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (bar, gap, height) = (6i64, 8i64, 120i64);
+    let group = bar * 4 + gap;
+    let width = group * i64::try_from(days.len()).unwrap_or(0) + gap;
+    html! {
+        svg role="img" aria-label=(t.per_day) width=(width) height=(height + 20) viewBox={ "0 0 " (width) " " (height + 20) } {
+            title { (t.per_day) }
+            @for (i, day) in (0i64..).zip(days) {
+                @for (j, (name, colour, value)) in (0i64..).zip(series.iter()) {
+                    @let v = value(day);
+                    @let h = v * height / max;
+                    rect x=(gap + i * group + j * bar) y=(height - h) width=(bar) height=(h) fill=(colour) {
+                        title { (day.day) " " (name) ": " (v) }
+                    }
+                }
+                @if i % 7 == 0 {
+                    text x=(gap + i * group) y=(height + 15) font-size="10" { (day.day.get(5..).unwrap_or("")) }
+                }
+            }
+        }
+        p {
+            @for (name, colour, _) in series.iter() {
+                span style={ "display:inline-block;width:.8em;height:.8em;background:" (colour) } {} " " (name) " "
+            }
+        }
+    }
+}
+
+fn overview_section(t: &Text, overview: &Overview) -> Markup {
+    let q = &overview.queue;
+    html! {
+        h2 { (t.overview) }
+        h3 { (t.per_day) }
+        (chart(t, &overview.days))
+        details {
+            summary { (t.per_day) " (" (t.day) ")" }
+            table {
+                thead { tr { th { (t.day) } th { (t.bounces) } th { (t.complaints) } th { (t.unsubscribes) } th { (t.blocked) } } }
+                tbody {
+                    @for d in &overview.days {
+                        tr { td { (d.day) } td { (d.bounces) } td { (d.complaints) } td { (d.unsubscribes) } td { (d.blocked) } }
+                    }
+                }
+            }
+        }
+        h3 { (t.recent) }
+        @if overview.recent.is_empty() { p { (t.nothing) } } @else {
+            table { tbody {
+                @for e in &overview.recent {
+                    tr {
+                        td { (e.occurred_at.format("%Y-%m-%d %H:%M")) }
+                        td { (e.kind) }
+                        td {
+                            @if let Some(address) = &e.address {
+                                a href=(contact_link(address)) { (address) }
+                            } @else { "–" }
+                        }
+                        td { (e.company) @if !e.brand.is_empty() { "/" (e.brand) } }
+                    }
+                }
+            } }
+        }
+        h3 { (t.recent_blocked) }
+        @if overview.blocked.is_empty() { p { (t.nothing) } } @else {
+            table { tbody {
+                @for b in &overview.blocked {
+                    tr {
+                        td { (b.blocked_at.format("%Y-%m-%d %H:%M")) }
+                        td { (b.company) @if !b.brand.is_empty() { "/" (b.brand) } }
+                        td { (b.class) } td { (b.reason) } td { (b.stage) }
+                    }
+                }
+            } }
+        }
+        h3 { (t.queue) }
+        p { "queued " (q.queued) " · held " (q.held) " · delivered " (q.delivered) " · failed " (q.failed) " · dropped " (q.dropped) }
+    }
+}
+
+/// The erase confirmation: what erasing does, and a button.
+pub fn erase_confirm(lang: Lang, staff: &Staff, address: &str) -> String {
+    let t = text(lang);
+    layout(
+        lang,
+        t.erase,
+        Some(staff),
+        html! {
+            h1 { (t.erase) }
+            p class="address" { (address) }
+            p { (t.erase_consequences) }
+            form method="post" action="/staff/erase" {
+                input type="hidden" name="csrf" value=(staff.csrf);
+                input type="hidden" name="address" value=(address);
+                button type="submit" { (t.erase_confirm) }
+            }
+            p { a href=(contact_link(address)) { (t.back) } }
+        },
+    )
+}
+
+/// What an import did, with the rows it refused.
+pub fn import_done(lang: Lang, staff: &Staff, report: &ImportReport) -> String {
+    let t = text(lang);
+    layout(
+        lang,
+        t.import_done,
+        Some(staff),
+        html! {
+            h1 { (t.import_done) }
+            p { "rows " (report.rows) " · added " (report.added) " · unchanged " (report.unchanged) " · rejected " (report.rejected) }
+            @if !report.errors.is_empty() {
+                table {
+                    thead { tr { th { "line" } th { "error" } } }
+                    tbody { @for e in &report.errors { tr { td { (e.line) } td { (e.message) } } } }
+                }
+            }
+            p { a href="/staff" { (t.back) } }
         },
     )
 }
@@ -243,6 +468,9 @@ pub fn contact(lang: Lang, staff: &Staff, report: &AccessReport, config: &Config
             (search_form(t, &report.address))
             h1 class="address" { (report.address) }
             @if editor { (edit_section(t, staff, report, config)) }
+        @if staff.role >= StaffRole::Admin && report.erased.is_none() {
+            p { a href=(link("/staff/erase", &report.address)) { (t.erase) } }
+        }
             (crate::render::report::body(report, lang, Some("/staff/evidence")))
         },
     )

@@ -182,3 +182,37 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Per day since `since` (UTC dates, `YYYY-MM-DD`): bounces, complaints and unsubscribes
+    /// received and sends blocked, as `(day, kind, count)` with kind `bounce`, `complaint`,
+    /// `unsubscribe` or `blocked`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn daily_counts(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT substr(occurred_at, 1, 10) AS day, kind, COUNT(*) AS n FROM events \
+             WHERE occurred_at >= $1 AND kind IN ('bounce', 'complaint', 'unsubscribe') \
+             GROUP BY substr(occurred_at, 1, 10), kind \
+             UNION ALL \
+             SELECT substr(blocked_at, 1, 10) AS day, 'blocked' AS kind, COUNT(*) AS n FROM blocked \
+             WHERE blocked_at >= $1 GROUP BY substr(blocked_at, 1, 10)",
+        )
+        .bind(format_time(&since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    rows::text(row, "day")?,
+                    rows::text(row, "kind")?,
+                    rows::int(row, "n")?,
+                ))
+            })
+            .collect()
+    }
+}
