@@ -213,7 +213,7 @@ a:focus,button:focus,input:focus{outline:3px solid #1a5fb4;outline-offset:2px}\
 .error{color:#a00;font-weight:600}.role{color:#555}\
 fieldset{border:1px solid #bbb;margin:.6rem 0;padding:.4rem .8rem}legend{font-weight:600}\
 fieldset label{display:inline;font-weight:normal;margin-right:1rem}textarea{font:inherit;width:100%;max-width:40rem;min-height:4rem}\
-section.edit{border:1px solid #999;padding:.2rem 1rem 1rem;margin:1.5rem 0}";
+section.edit,details.edit{border:1px solid #999;padding:.5rem 1rem;margin:1rem 0}summary{cursor:pointer}";
 
 fn layout(lang: Lang, title: &str, staff: Option<&Staff>, content: Markup) -> String {
     let t = text(lang);
@@ -479,8 +479,8 @@ pub fn contact(lang: Lang, staff: &Staff, report: &AccessReport, config: &Config
 fn edit_section(t: &Text, staff: &Staff, report: &AccessReport, config: &Config) -> Markup {
     let liftable: Vec<_> = report.suppressions.iter().filter(|s| s.standing).collect();
     html! {
-        section class="edit" aria-labelledby="add-block" {
-            h2 id="add-block" { (t.add_block) }
+        details class="edit" id="add-block" {
+            summary { strong { (t.add_block) } }
             form method="post" action="/staff/block" {
                 input type="hidden" name="csrf" value=(staff.csrf);
                 input type="hidden" name="address" value=(report.address);
@@ -510,8 +510,10 @@ fn edit_section(t: &Text, staff: &Staff, report: &AccessReport, config: &Config)
                 textarea id="block-note" name="note" required {}
                 p { button type="submit" { (t.save) } }
             }
-            @if !liftable.is_empty() {
-                h2 { (t.lift_blocks) }
+        }
+        @if !liftable.is_empty() {
+            details class="edit" id="lift-blocks" {
+                summary { strong { (t.lift_blocks) } }
                 @for s in liftable {
                     div {
                         p {

@@ -1,0 +1,317 @@
+//! The staff page in a real browser: Debian's `chromium`, headless, driven through
+//! `chromedriver` (WebDriver, with fantoccini). A staff member signs in, searches, adds a postal
+//! block for two brands with its reason by clicking through the form, opens a hostile stored mail
+//! (shown as text: no element of it runs or loads), and a viewer finds no edit controls.
+//!
+//! Skipped with a message when chromedriver is missing, except under CI (`.ci/run` installs it).
+//! With `BOUNCEGATE_SCREENSHOTS=DIR` the main pages are saved there as PNG (the README's come
+//! from `BOUNCEGATE_SCREENSHOTS=docs`).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bouncegate::model::{Channel, MailClass};
+use bouncegate::service::CheckRequest;
+use common::databases;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn driver() -> Option<Driver> {
+    if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!("{CHROMEDRIVER} or {CHROMIUM} is missing: under CI the browser tests must run");
+        }
+        eprintln!("skipping the browser test: install Debian's chromium and chromium-driver");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Some(Driver { child, port });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start on port {port}");
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1100", "--lang=en-US"],
+            "prefs": {"intl.accept_languages": "en-US,en"}
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a browser session")
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    if let Some(dir) = std::env::var_os("BOUNCEGATE_SCREENSHOTS") {
+        let png = client.screenshot().await.unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+async fn sign_in(client: &Client, base: &str, user: &str, password: &str) {
+    client.goto(&format!("{base}/staff")).await.unwrap();
+    client
+        .find(Locator::Id("user"))
+        .await
+        .unwrap()
+        .send_keys(user)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(
+            "form[action='/staff/login'] button[type=submit]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("form[action='/staff/logout']"))
+        .await
+        .expect("signed in");
+}
+
+#[tokio::test]
+async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_browser() {
+    let Some(driver) = driver().await else { return };
+    let db = databases().await.remove(0);
+    let viewer = bouncegate::relay::hash_password("viewer-secret").unwrap();
+    let editor = bouncegate::relay::hash_password("editor-secret").unwrap();
+    let staff = format!(
+        "[[staff]]\nuser = \"vera\"\npassword_hash = \"{viewer}\"\nrole = \"viewer\"\n\
+         [[staff]]\nuser = \"emil\"\npassword_hash = \"{editor}\"\nrole = \"editor\"\n"
+    );
+    let running = common::gateway::start(&db, &staff).await;
+    let address = "marta.browser@example.org";
+    running.footprint(address).await;
+    running
+        .unsubscribe_mail(
+            address,
+            "X-Evil: <script>document.title='pwned'</script><img src=\"http://127.0.0.1:9/p.png\">\r\n",
+        )
+        .await;
+    let base = running.base.clone();
+    let client = browser(&driver).await;
+
+    client.goto(&format!("{base}/staff")).await.unwrap();
+    screenshot(&client, "staff-sign-in.png").await;
+    sign_in(&client, &base, "emil", "editor-secret").await;
+    screenshot(&client, "staff-overview.png").await;
+
+    // Search.
+    client
+        .find(Locator::Id("address"))
+        .await
+        .unwrap()
+        .send_keys(address)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form[action='/staff/contact'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("add-block"))
+        .await
+        .unwrap();
+
+    // A postal block for two brands, with the reason.
+    client
+        .find(Locator::Css("#add-block summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("input[name=channel][value=postal]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for brand in ["acme/news", "acme/shop"] {
+        client
+            .find(Locator::Css(&format!("input[name=scope][value='{brand}']")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Id("block-note"))
+        .await
+        .unwrap()
+        .send_keys("Grund Post Sperre: Brief vom 2. Dezember")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(
+            "form[action='/staff/block'] button[type=submit]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("add-block"))
+        .await
+        .unwrap();
+    let page = client.source().await.unwrap();
+    assert_eq!(
+        page.matches("Grund Post Sperre: Brief vom 2. Dezember")
+            .count(),
+        4,
+        "two blocks, in the list and the lift forms"
+    );
+    screenshot(&client, "staff-contact.png").await;
+    let service = &running.service;
+    let ask = |brand, channel| CheckRequest {
+        company: "acme",
+        brand: Some(brand),
+        class: MailClass::Promotional,
+        channel,
+    };
+    for brand in ["news", "shop"] {
+        assert!(
+            !service
+                .check(address, ask(brand, Channel::Postal))
+                .await
+                .unwrap()
+                .allowed
+        );
+    }
+    let report = service.access_report(address).await.unwrap();
+    let new_blocks = report
+        .suppressions
+        .iter()
+        .filter(|s| s.channel == Channel::Postal && s.created_by.as_deref() == Some("staff:emil"))
+        .count();
+    assert_eq!(new_blocks, 2, "letters only, recorded as emil's");
+
+    // The hostile mail opens as text: nothing of it became an element.
+    let hostile = service
+        .access_report(address)
+        .await
+        .unwrap()
+        .evidence
+        .into_iter()
+        .find(|e| e.headers.as_deref().is_some_and(|h| h.contains("X-Evil")))
+        .unwrap();
+    client
+        .find(Locator::Css(&format!(
+            "a[href='/staff/evidence/{}']",
+            hostile.id
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let pre = client
+        .wait()
+        .for_element(Locator::Css("pre"))
+        .await
+        .unwrap();
+    let shown = pre.text().await.unwrap();
+    assert!(
+        shown.contains("<script>document.title='pwned'</script>"),
+        "{shown}"
+    );
+    assert!(
+        client
+            .find_all(Locator::Css("main script, main img"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_ne!(
+        client.title().await.unwrap(),
+        "pwned",
+        "the script did not run"
+    );
+    screenshot(&client, "staff-evidence.png").await;
+
+    // A viewer finds no edit controls.
+    client.delete_all_cookies().await.unwrap();
+    sign_in(&client, &base, "vera", "viewer-secret").await;
+    client
+        .goto(&format!("{base}/staff/contact?address={address}"))
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("h1.address"))
+        .await
+        .unwrap();
+    assert!(
+        client
+            .find_all(Locator::Css(
+                "form[action='/staff/block'], form[action='/staff/lift']"
+            ))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    client.close().await.unwrap();
+    running.stop().await;
+}
