@@ -75,13 +75,19 @@ curl -fs -X POST -H "Authorization: Bearer $TOKEN" "http://$HTTP/v1/purge?dry_ru
 echo "{\"label\": \"dry run\", \"seconds\": $(echo "$(date +%s.%N) - $started" | bc), \"total\": $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"])' "$work/dry.json")}"
 
 started=$(date +%s.%N)
-curl -fs -X POST -H "Authorization: Bearer $TOKEN" "http://$HTTP/v1/purge" >"$work/purge.json" &
+curl -s -o "$work/purge.json" -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" "http://$HTTP/v1/purge" >"$work/purge.status" &
 purge=$!
 sleep 10
 DURATION=$LOAD_SECONDS "$load_bin" during-purge
 kill -0 "$purge" 2>/dev/null || echo "warning: the purge ended before the load did; raise EVENTS or lower LOAD_SECONDS" >&2
-wait "$purge"
+wait "$purge" || true
 took=$(echo "$(date +%s.%N) - $started" | bc)
+if [ "$(cat "$work/purge.status")" != "200" ]; then
+  echo "the purge failed after $took s: HTTP $(cat "$work/purge.status")" >&2
+  cat "$work/purge.json" >&2; echo >&2
+  tail -20 "${SERVE_LOG:-$work/serve.log}" >&2
+  exit 1
+fi
 python3 - "$work/purge.json" "$took" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
