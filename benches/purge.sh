@@ -77,6 +77,12 @@ echo "{\"label\": \"dry run\", \"seconds\": $(echo "$(date +%s.%N) - $started" |
 started=$(date +%s.%N)
 curl -s -o "$work/purge.json" -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" "http://$HTTP/v1/purge" >"$work/purge.status" &
 purge=$!
+# The WAL's largest size while the purge runs (it must stay bounded).
+( max=0; while kill -0 "$purge" 2>/dev/null; do
+    size=$(stat -c %s "$work/bouncegate.db-wal" 2>/dev/null || echo 0)
+    [ "$size" -gt "$max" ] && max=$size && echo "$max" >"$work/wal.max"
+    sleep 1
+  done ) &
 sleep 10
 DURATION=$LOAD_SECONDS "$load_bin" during-purge
 kill -0 "$purge" 2>/dev/null || echo "warning: the purge ended before the load did; raise EVENTS or lower LOAD_SECONDS" >&2
@@ -88,12 +94,13 @@ if [ "$(cat "$work/purge.status")" != "200" ]; then
   tail -20 "${SERVE_LOG:-$work/serve.log}" >&2
   exit 1
 fi
-python3 - "$work/purge.json" "$took" <<'PY'
+python3 - "$work/purge.json" "$took" "$(cat "$work/wal.max" 2>/dev/null || echo 0)" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
 took = float(sys.argv[2])
 rules = {r["rule"]: r["rows"] for r in report["rules"] if r["rows"]}
 print(json.dumps({"label": "purge", "seconds": round(took, 1), "rows": report["total"],
-                  "rows_per_second": round(report["total"] / took), "rules": rules}))
+                  "rows_per_second": round(report["total"] / took), "rules": rules,
+                  "largest_wal_mib": round(int(sys.argv[3]) / 1048576)}))
 PY
 du -sh "$work"/bouncegate.db* >&2

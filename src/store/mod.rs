@@ -135,7 +135,7 @@ impl Store {
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA secure_delete = ON; \
+                             PRAGMA secure_delete = ON; PRAGMA journal_size_limit = 67108864; \
                              PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824; \
                              PRAGMA temp_store = MEMORY;",
                     )
@@ -239,10 +239,22 @@ impl Store {
 /// cost received mail less than many small ones (`benches/purge.sh`: 2 s beats 100 and 500 ms).
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// WAL frames (4 KiB pages) past which the checkpointer starts the WAL over (1 GiB). A restart
+/// holds writers back for tens of milliseconds: rare enough, it costs no percentile of received
+/// mail (`benches/purge.sh`: at 64 MiB, every two seconds of a purge, p99 rose to 69 ms).
+const RESTART_FRAMES: i64 = 262_144;
+
 /// Copies the WAL into the main file on a reader connection, beside the writers, until the pool
 /// closes. The received-mail writer does not checkpoint on commit (`sqlite_writer`), so neither a
 /// received mail nor a purge batch waits for a checkpoint inside its commit; a passive checkpoint
 /// waits for no one.
+///
+/// A passive checkpoint alone never lets the WAL start over while readers keep coming (`check`
+/// under load holds some read snapshot at every moment): the file would grow without end (a
+/// purge writes tens of MB a second). So when the WAL is past [`RESTART_FRAMES`] and the passive
+/// checkpoint copied all of it, a `RESTART` checkpoint follows at once: it has only the frames of
+/// the last moments to copy, waits for the readers of older snapshots (milliseconds), and the
+/// next write starts the WAL from its beginning (`journal_size_limit` then cuts the file back).
 fn spawn_checkpointer(pool: AnyPool) {
     tokio::spawn(async move {
         loop {
@@ -250,10 +262,7 @@ fn spawn_checkpointer(pool: AnyPool) {
             if pool.is_closed() {
                 return;
             }
-            if let Err(error) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
+            if let Err(error) = checkpoint(&pool).await {
                 if pool.is_closed() {
                     return;
                 }
@@ -261,6 +270,19 @@ fn spawn_checkpointer(pool: AnyPool) {
             }
         }
     });
+}
+
+async fn checkpoint(pool: &AnyPool) -> Result<(), StoreError> {
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    let (busy, log, copied): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if busy == 0 && log > RESTART_FRAMES && copied == log {
+        sqlx::raw_sql("PRAGMA wal_checkpoint(RESTART)")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Splits the backend off the URL; for SQLite, creates the folder, asks for the file to be created

@@ -63,7 +63,8 @@ impl SqliteWriter {
         // every batch, and a mapped writer would remap it each time.
         connection.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON;",
+             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON; \
+             PRAGMA journal_size_limit = 67108864;",
         )?;
         // Checkpoints leave the commit path: a received mail's commit never waits for the WAL to
         // be copied into the main file (the store's checkpointer does that beside it).
