@@ -574,19 +574,13 @@ async fn import(
                     Ok(bytes) if name == "file" => file = Some(bytes),
                     Ok(_) => {}
                     Err(error) => {
-                        return page(
-                            StatusCode::BAD_REQUEST,
-                            pages::message(lang, &error.to_string()),
-                        );
+                        return bad_request(lang, &error.to_string());
                     }
                 }
             }
             Ok(None) => break,
             Err(error) => {
-                return page(
-                    StatusCode::BAD_REQUEST,
-                    pages::message(lang, &error.to_string()),
-                );
+                return bad_request(lang, &error.to_string());
             }
         }
     }
@@ -594,10 +588,7 @@ async fn import(
         return response;
     }
     let Some(file) = file else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            pages::message(lang, pages::text(lang).import_file),
-        );
+        return bad_request(lang, pages::text(lang).import_file);
     };
     let service = state.service.clone();
     let runtime = tokio::runtime::Handle::current();
@@ -615,10 +606,7 @@ async fn import(
             tracing::info!(user = %staff.user, rows = report.rows, added = report.added, "staff import");
             page(StatusCode::OK, pages::import_done(lang, &staff, &report))
         }
-        Ok(Err(error)) => page(
-            StatusCode::BAD_REQUEST,
-            pages::message(lang, &error.to_string()),
-        ),
+        Ok(Err(error)) => bad_request(lang, &error.to_string()),
         Err(error) => page(
             StatusCode::INTERNAL_SERVER_ERROR,
             pages::message(lang, &error.to_string()),
@@ -647,6 +635,10 @@ fn back_to(address: &str) -> Response {
     Redirect::to(&format!("/staff/contact?{query}")).into_response()
 }
 
+fn bad_request(lang: Lang, message: &str) -> Response {
+    page(StatusCode::BAD_REQUEST, pages::message(lang, message))
+}
+
 fn refused(lang: Lang, error: &crate::service::ServiceError) -> Response {
     page(
         crate::api::status_of(error.kind()),
@@ -673,10 +665,7 @@ async fn block(
     let channel = match field(&fields, "channel").parse::<crate::model::Channel>() {
         Ok(channel) => channel,
         Err(error) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                pages::message(lang, &error.to_string()),
-            );
+            return bad_request(lang, &error.to_string());
         }
     };
     let scopes: Vec<&str> = fields
@@ -685,16 +674,10 @@ async fn block(
         .map(|(_, v)| v.as_str())
         .collect();
     if note.is_empty() {
-        return page(
-            StatusCode::BAD_REQUEST,
-            pages::message(lang, t.reason_required),
-        );
+        return bad_request(lang, t.reason_required);
     }
     if scopes.is_empty() {
-        return page(
-            StatusCode::BAD_REQUEST,
-            pages::message(lang, t.scope_required),
-        );
+        return bad_request(lang, t.scope_required);
     }
     for scope in scopes {
         let (company, brand) = match scope.split_once('/') {
@@ -736,16 +719,10 @@ async fn lift(
     let t = pages::text(lang);
     let note = field(&fields, "note").trim().to_string();
     if note.is_empty() {
-        return page(
-            StatusCode::BAD_REQUEST,
-            pages::message(lang, t.reason_required),
-        );
+        return bad_request(lang, t.reason_required);
     }
     let Ok(id) = field(&fields, "id").parse::<i64>() else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            pages::message(lang, t.no_such_block),
-        );
+        return bad_request(lang, t.no_such_block);
     };
     let request = crate::service::LiftRequest {
         note: Some(note),
@@ -802,10 +779,7 @@ async fn evidence(
             StatusCode::NOT_FOUND,
             pages::message(lang, pages::text(lang).no_evidence),
         ),
-        Err(error) => page(
-            crate::api::status_of(error.kind()),
-            pages::message(lang, &error.to_string()),
-        ),
+        Err(error) => refused(lang, &error),
     }
 }
 
@@ -834,10 +808,7 @@ async fn evidence_eml(
             StatusCode::NOT_FOUND,
             pages::message(lang, pages::text(lang).no_evidence),
         ),
-        Err(error) => page(
-            crate::api::status_of(error.kind()),
-            pages::message(lang, &error.to_string()),
-        ),
+        Err(error) => refused(lang, &error),
     }
 }
 
