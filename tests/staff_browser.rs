@@ -94,6 +94,21 @@ async fn screenshot(client: &Client, name: &str) {
     }
 }
 
+/// The page's source once `ready` holds for it (the browser may still show the page before).
+async fn wait_for(client: &Client, ready: impl Fn(&str) -> bool) -> String {
+    for _ in 0..100 {
+        let page = client.source().await.unwrap();
+        if ready(&page) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the page never became ready: {}",
+        client.source().await.unwrap()
+    );
+}
+
 async fn sign_in(client: &Client, base: &str, user: &str, password: &str) {
     client.goto(&format!("{base}/staff")).await.unwrap();
     client
@@ -214,15 +229,11 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
         .click()
         .await
         .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Id("add-block"))
-        .await
-        .unwrap();
-    let page = client.source().await.unwrap();
+    // The same address comes back (a redirect to the contact): wait for the new page's content.
+    let note = "Grund Post Sperre: Brief vom 2. Dezember";
+    let page = wait_for(&client, |page| page.matches(note).count() >= 4).await;
     assert_eq!(
-        page.matches("Grund Post Sperre: Brief vom 2. Dezember")
-            .count(),
+        page.matches(note).count(),
         4,
         "two blocks, in the list and the lift forms"
     );
@@ -270,11 +281,9 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
         .click()
         .await
         .unwrap();
-    let pre = client
-        .wait()
-        .for_element(Locator::Css("pre"))
-        .await
-        .unwrap();
+    // The contact page has <pre> elements too: wait for the mail's own page.
+    wait_for(&client, |page| page.contains("Download as .eml")).await;
+    let pre = client.find(Locator::Css("pre")).await.unwrap();
     let shown = pre.text().await.unwrap();
     assert!(
         shown.contains("<script>document.title='pwned'</script>"),
