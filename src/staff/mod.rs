@@ -375,7 +375,7 @@ async fn login(
     let now = Instant::now();
     let (by_peer, by_user) = (format!("ip:{}", peer.ip()), format!("user:{}", form.user));
     if !state.may_try(&by_peer, now) || !state.may_try(&by_user, now) {
-        tracing::warn!(peer = %peer.ip(), user = %form.user, "staff sign-in: too many failures");
+        tracing::warn!(peer = %peer.ip(), user = ?form.user, "staff sign-in: too many failures");
         return login_page(
             &state,
             lang,
@@ -411,7 +411,7 @@ async fn login(
         }
         _ => {
             state.failed(&[&by_peer, &by_user], now);
-            tracing::warn!(peer = %peer.ip(), user = %form.user, "staff sign-in failed");
+            tracing::warn!(peer = %peer.ip(), user = ?form.user, "staff sign-in failed");
             login_page(
                 &state,
                 lang,
