@@ -99,6 +99,25 @@ impl AddressHasher {
     }
 }
 
+/// Whether `password` matches an argon2 PHC string (`false` for a malformed one).
+pub fn verify_password_hash(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// Equal bytes, in time that depends on the lengths only.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = a.len() ^ b.len();
+    for (i, byte) in a.iter().enumerate() {
+        difference |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
+    }
+    difference == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

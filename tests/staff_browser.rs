@@ -109,6 +109,11 @@ async fn wait_for(client: &Client, ready: impl Fn(&str) -> bool) -> String {
     );
 }
 
+/// Clicks the element `locator` finds.
+async fn click(client: &Client, locator: Locator<'_>) {
+    client.find(locator).await.unwrap().click().await.unwrap();
+}
+
 async fn sign_in(client: &Client, base: &str, user: &str, password: &str) {
     client.goto(&format!("{base}/staff")).await.unwrap();
     client
@@ -125,15 +130,11 @@ async fn sign_in(client: &Client, base: &str, user: &str, password: &str) {
         .send_keys(password)
         .await
         .unwrap();
-    client
-        .find(Locator::Css(
-            "form[action='/staff/login'] button[type=submit]",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        client,
+        Locator::Css("form[action='/staff/login'] button[type=submit]"),
+    )
+    .await;
     client
         .wait()
         .for_element(Locator::Css("form[action='/staff/logout']"))
@@ -176,13 +177,11 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
         .send_keys(address)
         .await
         .unwrap();
-    client
-        .find(Locator::Css("form[action='/staff/contact'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &client,
+        Locator::Css("form[action='/staff/contact'] button"),
+    )
+    .await;
     client
         .wait()
         .for_element(Locator::Id("add-block"))
@@ -190,28 +189,14 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
         .unwrap();
 
     // A postal block for two brands, with the reason.
-    client
-        .find(Locator::Css("#add-block summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("input[name=channel][value=postal]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("#add-block summary")).await;
+    click(&client, Locator::Css("input[name=channel][value=postal]")).await;
     for brand in ["acme/news", "acme/shop"] {
-        client
-            .find(Locator::Css(&format!("input[name=scope][value='{brand}']")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(
+            &client,
+            Locator::Css(&format!("input[name=scope][value='{brand}']")),
+        )
+        .await;
     }
     client
         .find(Locator::Id("block-note"))
@@ -220,15 +205,11 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
         .send_keys("Grund Post Sperre: Brief vom 2. Dezember")
         .await
         .unwrap();
-    client
-        .find(Locator::Css(
-            "form[action='/staff/block'] button[type=submit]",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &client,
+        Locator::Css("form[action='/staff/block'] button[type=submit]"),
+    )
+    .await;
     // The same address comes back (a redirect to the contact): wait for the new page's content.
     let note = "Grund Post Sperre: Brief vom 2. Dezember";
     let page = wait_for(&client, |page| page.matches(note).count() >= 4).await;
@@ -271,16 +252,11 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
         .into_iter()
         .find(|e| e.headers.as_deref().is_some_and(|h| h.contains("X-Evil")))
         .unwrap();
-    client
-        .find(Locator::Css(&format!(
-            "a[href='/staff/evidence/{}']",
-            hostile.id
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &client,
+        Locator::Css(&format!("a[href='/staff/evidence/{}']", hostile.id)),
+    )
+    .await;
     // The contact page has <pre> elements too: wait for the mail's own page.
     wait_for(&client, |page| page.contains("Download as .eml")).await;
     let pre = client.find(Locator::Css("pre")).await.unwrap();

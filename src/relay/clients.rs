@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use crate::secret::{constant_time_eq, verify_password_hash};
 
 use crate::config::RelayClient;
 use crate::smtp::{AuthOutcome, Authenticator};
@@ -68,15 +68,15 @@ impl Clients {
     fn verify(&self, user: &str, password: &str) -> bool {
         let client = self.by_user(user);
         match client.map(|c| (&c.password_hash, &c.password)) {
-            Some((Some(hash), _)) => verify_hash(hash, password),
+            Some((Some(hash), _)) => verify_password_hash(hash, password),
             Some((None, Some(plain))) => {
                 let equal = constant_time_eq(plain.as_bytes(), password.as_bytes());
                 // The same work as a hashed one, so timing tells nothing about the kind either.
-                let _ = verify_hash(&self.decoy, password);
+                let _ = verify_password_hash(&self.decoy, password);
                 equal
             }
             _ => {
-                let _ = verify_hash(&self.decoy, password);
+                let _ = verify_password_hash(&self.decoy, password);
                 false
             }
         }
@@ -137,23 +137,6 @@ impl Authenticator for std::sync::Arc<Clients> {
             Err(_) => AuthOutcome::Temporary,
         }
     }
-}
-
-fn verify_hash(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-}
-
-/// Equal bytes, in time that depends on the lengths only.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut difference = a.len() ^ b.len();
-    for (i, byte) in a.iter().enumerate() {
-        difference |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
-    }
-    difference == 0
 }
 
 /// An argon2id PHC string for `password`, with a fresh salt.

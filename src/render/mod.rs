@@ -5,6 +5,22 @@ pub mod report;
 
 use std::str::FromStr;
 
+use maud::{Markup, PreEscaped, html};
+
+/// A page's head: UTF-8, the device's width, no referrer, its title and its style inline
+/// (nothing is loaded from anywhere).
+pub(crate) fn head(title: &str, styles: &[&str]) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="referrer" content="no-referrer";
+            title { (title) }
+            style { @for style in styles { (PreEscaped(style)) } }
+        }
+    }
+}
+
 /// The language of a page or text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -1,7 +1,7 @@
 //! The access report as one self-contained HTML page a clerk can send or print (inline style, no
 //! scripts, no external reference of any kind), and as plain text for the terminal.
 
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::Lang;
 use crate::model::{ContactStatus, Reason, Timestamp};
@@ -233,13 +233,7 @@ pub fn html(report: &AccessReport, lang: Lang) -> String {
     let page: Markup = html! {
         (DOCTYPE)
         html lang=(lang.as_str()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
-                title { (w.title) " – " (report.address) }
-                style { (PreEscaped(STYLE)) }
-            }
+            (super::head(&format!("{} – {}", w.title, report.address), &[STYLE]))
             body {
                 h1 { (w.title) }
                 p class="address" { (report.address) }

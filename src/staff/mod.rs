@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, StaffAccount, StaffRole};
 use crate::render::Lang;
+use crate::secret::{constant_time_eq, verify_password_hash};
 use crate::service::SuppressionService;
 
 const SESSION_COOKIE: &str = "bg_staff";
@@ -162,12 +163,7 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// Equal strings, in time that depends on the lengths only.
 fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut difference = a.len() ^ b.len();
-    for (i, byte) in a.iter().enumerate() {
-        difference |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
-    }
-    difference == 0
+    constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 /// The signed-in staff member of a request.
@@ -390,7 +386,7 @@ async fn login(
         .map(|a| a.password_hash.clone())
         .unwrap_or_else(|| DUMMY_HASH.to_string());
     let password = form.password;
-    let verified = tokio::task::spawn_blocking(move || verify(&hash, &password))
+    let verified = tokio::task::spawn_blocking(move || verify_password_hash(&hash, &password))
         .await
         .unwrap_or(false);
     match account {
@@ -424,15 +420,6 @@ async fn login(
 
 /// Checked against when the user does not exist (an argon2id hash of a random password).
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$5vA0hM3m7b0RDVbCr4jbmA2Kp2Tq0Yb0TzXJ3gq9xqw";
-
-fn verify(hash: &str, password: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-}
 
 #[derive(Debug, Deserialize)]
 struct CsrfForm {
@@ -629,10 +616,7 @@ fn refusal(staff: &Staff, fields: &[(String, String)], lang: Lang) -> Option<Res
 }
 
 fn back_to(address: &str) -> Response {
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("address", address)
-        .finish();
-    Redirect::to(&format!("/staff/contact?{query}")).into_response()
+    Redirect::to(&pages::contact_link(address)).into_response()
 }
 
 fn bad_request(lang: Lang, message: &str) -> Response {
@@ -835,7 +819,7 @@ mod tests {
     fn the_dummy_hash_is_a_valid_argon2id_hash() {
         let parsed = argon2::password_hash::PasswordHash::new(DUMMY_HASH).unwrap();
         assert_eq!(parsed.algorithm.as_str(), "argon2id");
-        assert!(!verify(DUMMY_HASH, ""));
+        assert!(!verify_password_hash(DUMMY_HASH, ""));
     }
 
     #[test]

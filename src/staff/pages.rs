@@ -1,7 +1,7 @@
 //! The staff pages' HTML (maud: every value escaped). Labels on every field, visible focus, no
 //! script, nothing loaded from anywhere.
 
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::Staff;
 use crate::config::{Config, StaffRole};
@@ -193,7 +193,7 @@ fn link(path: &str, address: &str) -> String {
     format!("{path}?{query}")
 }
 
-fn contact_link(address: &str) -> String {
+pub(super) fn contact_link(address: &str) -> String {
     link("/staff/contact", address)
 }
 
@@ -220,13 +220,7 @@ fn layout(lang: Lang, title: &str, staff: Option<&Staff>, content: Markup) -> St
     html! {
         (DOCTYPE)
         html lang=(lang.as_str()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
-                title { (title) }
-                style { (PreEscaped(crate::render::report::STYLE)) (PreEscaped(STYLE)) }
-            }
+            (crate::render::head(title, &[crate::render::report::STYLE, STYLE]))
             body {
                 header {
                     strong { a href="/staff" { (t.title) } }
