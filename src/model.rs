@@ -113,6 +113,8 @@ vocabulary! {
         Api => "api",
         Cli => "cli",
         Import => "import",
+        /// Recorded by a staff member on the staff web page (`created_by` names who).
+        Staff => "staff",
     }
 }
 

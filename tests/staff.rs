@@ -403,6 +403,7 @@ async fn editors_block_letters_per_brand_with_a_reason_and_viewers_cannot() {
             postal
                 .iter()
                 .all(|s| s.created_by.as_deref() == Some("staff:emil")
+                    && s.source == Source::Staff
                     && s.note.as_deref() == Some("Grund Post Sperre: Brief vom 2. Dezember"))
         );
 

@@ -676,7 +676,7 @@ async fn block(
             channel,
             note: Some(note.clone()),
             expires_at: None,
-            source: crate::model::Source::Api,
+            source: crate::model::Source::Staff,
             created_at: None,
             created_by: Some(format!("staff:{}", staff.user)),
         };
