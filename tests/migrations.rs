@@ -7,6 +7,9 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Executor, Row};
 
+/// id, address, source, note, created_by.
+type SuppressionRow = (i64, String, String, Option<String>, Option<String>);
+
 /// The first migration this test's database must not have when it is written.
 const REBUILD: i64 = 20261202000001;
 
@@ -81,7 +84,7 @@ async fn the_suppressions_rebuild_keeps_rows_reviews_and_ids() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    let rows: Vec<(i64, String, String, Option<String>, Option<String>)> = rows
+    let rows: Vec<SuppressionRow> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
