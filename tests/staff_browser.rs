@@ -191,13 +191,47 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
     // A postal block for two brands, with the reason.
     click(&client, Locator::Css("#add-block summary")).await;
     click(&client, Locator::Css("input[name=channel][value=postal]")).await;
+    // The brand picker narrows as one types; Enter ticks the one brand left, and ticked brands
+    // stay in view.
+    let filter = client.find(Locator::Id("brand-filter")).await.unwrap();
+    let enter: char = fantoccini::key::Key::Enter.into();
+    let shown = |value: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .find(Locator::Css(&format!("input[name=scope][value='{value}']")))
+                .await
+                .unwrap()
+                .is_displayed()
+                .await
+                .unwrap()
+        }
+    };
+    filter.send_keys("SH").await.unwrap();
+    assert!(shown("acme/shop").await);
+    assert!(!shown("acme/news").await && !shown("globex/weekly").await);
+    let count = client
+        .find(Locator::Id("brand-filter-count"))
+        .await
+        .unwrap();
+    assert_eq!(count.text().await.unwrap(), "1 of 3 brands shown");
+    screenshot(&client, "staff-brand-picker.png").await;
+    filter.send_keys(&enter.to_string()).await.unwrap();
+    filter.send_keys("news").await.unwrap();
+    assert!(shown("acme/news").await && shown("acme/shop").await);
+    assert!(!shown("globex/weekly").await);
+    filter.send_keys(&enter.to_string()).await.unwrap();
     for brand in ["acme/news", "acme/shop"] {
-        click(
-            &client,
-            Locator::Css(&format!("input[name=scope][value='{brand}']")),
-        )
-        .await;
+        let tick = client
+            .find(Locator::Css(&format!("input[name=scope][value='{brand}']")))
+            .await
+            .unwrap();
+        assert_eq!(tick.prop("checked").await.unwrap().as_deref(), Some("true"));
     }
+    assert!(
+        shown("globex/weekly").await,
+        "an empty search shows every brand"
+    );
     client
         .find(Locator::Id("block-note"))
         .await

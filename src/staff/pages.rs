@@ -43,6 +43,10 @@ pub struct Text {
     pub postal: &'static str,
     pub scope: &'static str,
     pub all_brands: &'static str,
+    /// The brand picker's search field (shown when scripts run).
+    pub find_brand: &'static str,
+    /// `{n}` of `{m}` brands shown, read out as the search narrows.
+    pub brands_shown: &'static str,
     pub reason: &'static str,
     pub save: &'static str,
     pub lift_blocks: &'static str,
@@ -101,6 +105,8 @@ const EN: Text = Text {
     postal: "Letter post",
     scope: "For",
     all_brands: "all brands",
+    find_brand: "Find a brand",
+    brands_shown: "{n} of {m} brands shown",
     reason: "Reason",
     save: "Add the block",
     lift_blocks: "Lift a block",
@@ -159,6 +165,8 @@ const DE: Text = Text {
     postal: "Briefpost",
     scope: "Für",
     all_brands: "alle Marken",
+    find_brand: "Marke suchen",
+    brands_shown: "{n} von {m} Marken angezeigt",
     reason: "Grund",
     save: "Sperre eintragen",
     lift_blocks: "Sperre aufheben",
@@ -213,6 +221,7 @@ a:focus,button:focus,input:focus{outline:3px solid #1a5fb4;outline-offset:2px}\
 .error{color:#a00;font-weight:600}.role{color:#555}\
 fieldset{border:1px solid #bbb;margin:.6rem 0;padding:.4rem .8rem}legend{font-weight:600}\
 fieldset label{display:inline;font-weight:normal;margin-right:1rem}textarea{font:inherit;width:100%;max-width:40rem;min-height:4rem}\
+[hidden]{display:none!important}.brand-filter input{min-width:14rem}\
 section.edit,details.edit{border:1px solid #999;padding:.5rem 1rem;margin:1rem 0}summary{cursor:pointer}";
 
 fn layout(lang: Lang, title: &str, staff: Option<&Staff>, content: Markup) -> String {
@@ -237,6 +246,7 @@ fn layout(lang: Lang, title: &str, staff: Option<&Staff>, content: Markup) -> St
                     }
                 }
                 main { (content) }
+                @if staff.is_some() { script src="/staff/app.js" {} }
             }
         }
     }
@@ -483,16 +493,24 @@ fn edit_section(t: &Text, staff: &Staff, report: &AccessReport, config: &Config)
                     label { input type="radio" name="channel" value="email" checked; " " (t.email) }
                     label { input type="radio" name="channel" value="postal"; " " (t.postal) }
                 }
-                fieldset {
+                fieldset data-brand-picker {
                     legend { (t.scope) }
+                    // Search-as-you-type over the brands: /staff/app.js shows it; without
+                    // scripts every brand is listed and this stays hidden.
+                    div class="brand-filter" hidden {
+                        label for="brand-filter" { (t.find_brand) }
+                        input type="search" id="brand-filter" autocomplete="off"
+                            aria-describedby="brand-filter-count" data-count=(t.brands_shown);
+                        " " span id="brand-filter-count" role="status" aria-live="polite" {}
+                    }
                     @for company in &config.companies {
-                        div {
-                            label {
+                        div data-company=(company.id()) {
+                            label data-company-scope data-search=(company.id().to_lowercase()) {
                                 input type="checkbox" name="scope" value=(company.id());
                                 " " strong { (company.id()) } " (" (t.all_brands) ")"
                             }
                             @for brand in &company.brands {
-                                label {
+                                label data-scope data-search=(format!("{}/{}", company.id(), brand.get_ref()).to_lowercase()) {
                                     input type="checkbox" name="scope" value={ (company.id()) "/" (brand.get_ref()) };
                                     " " (brand.get_ref())
                                 }
