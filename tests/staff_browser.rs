@@ -109,6 +109,47 @@ async fn wait_for(client: &Client, ready: impl Fn(&str) -> bool) -> String {
     );
 }
 
+/// axe-core (from npm, `tests/browser/package.json`; `.ci/run` installs it).
+const AXE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/browser/node_modules/axe-core/axe.min.js"
+);
+
+/// Runs the axe-core accessibility audit (WCAG 2.1 A and AA rules) on the page the browser shows
+/// and fails with what it found: missing labels, too little contrast, controls without names,
+/// broken landmarks. Skipped outside CI when axe-core is not installed.
+async fn audit(client: &Client, page: &str) {
+    let Ok(axe) = std::fs::read_to_string(AXE) else {
+        if std::env::var_os("CI").is_some() {
+            panic!("{AXE} is missing: under CI the accessibility audit must run (npm ci --prefix tests/browser)");
+        }
+        eprintln!("skipping the accessibility audit of {page}: npm ci --prefix tests/browser");
+        return;
+    };
+    // WebDriver's scripts run beside the page's CSP, which allows no script but /staff/app.js.
+    client
+        .execute(&format!("{axe}\nreturn typeof axe;"), vec![])
+        .await
+        .unwrap();
+    let found = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+                .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                    nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}))))
+                .catch(e => done([{id: 'axe failed', help: String(e)}]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let violations = found.as_array().expect("a list of violations");
+    assert!(
+        violations.is_empty(),
+        "accessibility violations on {page}: {}",
+        serde_json::to_string_pretty(&found).unwrap()
+    );
+}
+
 /// Clicks the element `locator` finds.
 async fn click(client: &Client, locator: Locator<'_>) {
     client.find(locator).await.unwrap().click().await.unwrap();
@@ -166,8 +207,10 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
 
     client.goto(&format!("{base}/staff")).await.unwrap();
     screenshot(&client, "staff-sign-in.png").await;
+    audit(&client, "the sign-in page").await;
     sign_in(&client, &base, "emil", "editor-secret").await;
     screenshot(&client, "staff-overview.png").await;
+    audit(&client, "the overview").await;
 
     // Search.
     client
@@ -216,6 +259,7 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
         .unwrap();
     assert_eq!(count.text().await.unwrap(), "1 of 3 brands shown");
     screenshot(&client, "staff-brand-picker.png").await;
+    audit(&client, "a contact, the block form open and narrowed").await;
     filter.send_keys(&enter.to_string()).await.unwrap();
     filter.send_keys("news").await.unwrap();
     assert!(shown("acme/news").await && shown("acme/shop").await);
@@ -253,6 +297,7 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
         "two blocks, in the list and the lift forms"
     );
     screenshot(&client, "staff-contact.png").await;
+    audit(&client, "a contact with blocks").await;
     let service = &running.service;
     let ask = |brand, channel| CheckRequest {
         company: "acme",
@@ -312,6 +357,7 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
         "the script did not run"
     );
     screenshot(&client, "staff-evidence.png").await;
+    audit(&client, "a stored mail").await;
 
     // A viewer finds no edit controls.
     client.delete_all_cookies().await.unwrap();

@@ -217,7 +217,7 @@ const STYLE: &str = "header{display:flex;gap:1rem;align-items:center;justify-con
 form.inline{display:inline}label{display:block;margin:.6rem 0 .2rem;font-weight:600}\
 input[type=text],input[type=email],input[type=password]{font:inherit;padding:.35rem .5rem;min-width:18rem;border:1px solid #777;border-radius:3px}\
 button{font:inherit;padding:.35rem .9rem;border:1px solid #333;border-radius:3px;background:#f2f2f2;cursor:pointer}\
-a:focus,button:focus,input:focus{outline:3px solid #1a5fb4;outline-offset:2px}\
+a:focus,button:focus,input:focus,textarea:focus,summary:focus,select:focus{outline:3px solid #1a5fb4;outline-offset:2px}\
 .error{color:#a00;font-weight:600}.role{color:#555}\
 fieldset{border:1px solid #bbb;margin:.6rem 0;padding:.4rem .8rem}legend{font-weight:600}\
 fieldset label{display:inline;font-weight:normal;margin-right:1rem}textarea{font:inherit;width:100%;max-width:40rem;min-height:4rem}\
