@@ -121,7 +121,9 @@ const AXE: &str = concat!(
 async fn audit(client: &Client, page: &str) {
     let Ok(axe) = std::fs::read_to_string(AXE) else {
         if std::env::var_os("CI").is_some() {
-            panic!("{AXE} is missing: under CI the accessibility audit must run (npm ci --prefix tests/browser)");
+            panic!(
+                "{AXE} is missing: under CI the accessibility audit must run (npm ci --prefix tests/browser)"
+            );
         }
         eprintln!("skipping the accessibility audit of {page}: npm ci --prefix tests/browser");
         return;
