@@ -8,6 +8,7 @@
 #      server's resident memory before, and its peak (VmHWM) after.
 #
 #   benches/api.sh                      # SUPPRESSIONS=1000000 FILTER=1000000 DURATION=20
+#   ONLY=check benches/api.sh           # the check runs only
 # Needs wrk (Debian package wrk), curl and python3; oha (cargo install oha) for the fixed-rate run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +95,8 @@ if command -v oha >/dev/null 2>&1; then
 else
     echo "(oha not installed: cargo install oha --locked; the fixed-rate run is skipped)"
 fi
+
+if [ "${ONLY:-}" = check ]; then exit 0; fi
 
 cat > "$work/click.lua" <<LUA
 local paths = {}

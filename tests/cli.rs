@@ -434,6 +434,14 @@ fn classify_reads_files_folders_and_mailboxes_as_the_contract_says() {
         assert!(recipient[field].is_string(), "{field} in {recipient}");
     }
     assert_eq!(recipient["class"], "hard");
+    assert!(
+        recipient["rule"].as_str().unwrap().starts_with("builtin:"),
+        "the deciding rule is named: {recipient}"
+    );
+    assert!(
+        recipient.get("explanation").is_none(),
+        "words only when asked"
+    );
     assert_eq!(lines[1]["kind"], "other");
     assert!(
         lines[1]["error"].is_string(),
@@ -473,6 +481,68 @@ fn classify_reads_files_folders_and_mailboxes_as_the_contract_says() {
         stdout(&output).lines().count(),
         1,
         "the readable file is still classified"
+    );
+}
+
+/// `classify --explain`: per recipient the rule that decided, its file and name, and the words of
+/// the bounce it matched; an operator's rules file is named by its path.
+#[test]
+fn classify_explains_which_rule_decided_and_what_it_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("local-rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nreason = \"blocked\"\npatterns = [\"virtual mailbox table\"]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("bouncegate.toml");
+    std::fs::write(&config, "").unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis");
+    let mail = fixtures.join("postfix/stage-wrapped-data.eml");
+
+    let output = bouncegate(&config, &["classify", "--explain", mail.to_str().unwrap()]);
+    expect_exit(&output, 0, "classify --explain");
+    let text = stdout(&output);
+    assert!(
+        text.contains("anna@example.org soft filtered 5.7.1 550"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rule: builtin:user-unknown+builtin:command_override.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("config/bounce-rules.toml (built in) [[rule]] 61 \"user-unknown\"")
+            && text.contains("[user unknown] in virtual mailbox table"),
+        "{text}"
+    );
+    assert!(text.contains("the failure answered data"), "{text}");
+
+    // The operator's rule comes first and is named by its file.
+    std::fs::write(
+        &config,
+        format!("[analysis]\nrules = {:?}\n", rules.display().to_string()),
+    )
+    .unwrap();
+    let output = bouncegate(
+        &config,
+        &["classify", "--explain", "--json", mail.to_str().unwrap()],
+    );
+    expect_exit(&output, 0, "classify --explain --json with local rules");
+    let line: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let recipient = &line["recipients"][0];
+    assert_eq!(recipient["reason"], "blocked");
+    assert_eq!(
+        recipient["rule"],
+        format!("{}:rule.1", rules.display()),
+        "{recipient}"
+    );
+    assert!(
+        recipient["explanation"][0]
+            .as_str()
+            .unwrap()
+            .contains("[virtual mailbox table]"),
+        "{recipient}"
     );
 }
 

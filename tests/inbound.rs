@@ -157,6 +157,25 @@ async fn a_signed_hard_bounce_suppresses_and_keeps_the_evidence() {
         let evidence = g.service.evidence(evidence_id).await.unwrap().unwrap();
         assert_eq!(evidence.raw, mail.as_bytes(), "byte for byte");
         assert_eq!(evidence.mail_from.as_deref(), Some(""));
+        // The bounce event names the rule that decided, for an operator who disagrees.
+        let events = g
+            .service
+            .events(&bouncegate::service::EventsQuery {
+                address: Some("jane@example.net".into()),
+                kind: Some("bounce".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let event = &events.items[0];
+        assert_eq!(event.reason.as_deref(), Some("userunknown"));
+        assert_eq!(event.status.as_deref(), Some("5.1.1"));
+        assert_eq!(
+            event.rule.as_deref(),
+            Some("builtin:user-unknown"),
+            "{}",
+            db.backend
+        );
         g.handle.shutdown().await;
     }
 }

@@ -22,7 +22,7 @@ use mail_parser::Message;
 
 pub use mime::parse_mail;
 pub use report::{BounceClass, BounceReason, OriginalMessage, RecipientReport, Report, ReportKind};
-pub use rules::{BUILTIN_RULES, BounceRules, RulesError, SmtpCommand};
+pub use rules::{BUILTIN_RULES, BounceRules, RulesError, SmtpCommand, StatusTable};
 pub use status::StatusCode;
 
 use mime::MailParts;
@@ -39,6 +39,8 @@ const MAX_FORWARD_DEPTH: usize = 3;
 #[derive(Debug, Clone)]
 pub struct Analyzer {
     rules: BounceRules,
+    /// Whether each recipient's report says in words what decided it (`classify --explain`).
+    explain: bool,
 }
 
 impl Default for Analyzer {
@@ -50,7 +52,17 @@ impl Default for Analyzer {
 impl Analyzer {
     /// An analyser with these rules.
     pub fn new(rules: BounceRules) -> Self {
-        Self { rules }
+        Self {
+            rules,
+            explain: false,
+        }
+    }
+
+    /// The same analyser, filling [`RecipientReport::explanation`]: every deciding step in
+    /// words, with the words of the bounce it matched. Slower; for people reading a verdict.
+    pub fn explaining(mut self) -> Self {
+        self.explain = true;
+        self
     }
 
     /// Analyses one mail.
@@ -307,26 +319,43 @@ impl Analyzer {
             .or(reply_code.map(|c| c >= 500))
             .unwrap_or(action != "delayed");
         let stage = std::cell::OnceCell::new();
+        // The rule that decided, the ones that changed it after, and (explaining) why in words.
+        let mut rule = String::new();
+        let mut explanation = Vec::new();
         let reason = if delivered {
+            rule.push_str("analyser:delivered");
             BounceReason::Delivered
         } else {
-            let mut from_text = self.rules.match_text(&rule_text(&diagnostic));
+            // A text rule's match, and (explaining) its words.
+            let text_match = |text: &str, source: &str, explanation: &mut Vec<String>| {
+                let text = rule_text(text);
+                let found = self.rules.match_text_rule(&text);
+                if let Some(m) = found
+                    && self.explain
+                {
+                    explanation.push(format!(
+                        "{source}: {}",
+                        self.rules.explain_text_match(m.pattern, &text)
+                    ));
+                }
+                found
+            };
+            let mut text_rule = Vec::new();
+            let mut from_text =
+                text_match(&diagnostic, "the recipient's diagnostic", &mut text_rule);
             // Codes like X.N.0 say little: when the recipient's own lines match no rule, the
             // bounce's overall text may.
             let vague = status.is_none_or(|s| s.detail == 0 && self.rules.decisive(s).is_none());
             // A local program's exit status (`X-Unix`) that no rule explains: the mailer failed.
             let mailer_failed = finding.local_mailer && from_text.is_none() && vague;
-            if mailer_failed {
-                from_text = Some(BounceReason::MailerError);
-            }
-            if from_text.is_none() && (diagnostic.is_empty() || vague) {
+            if from_text.is_none() && !mailer_failed && (diagnostic.is_empty() || vague) {
                 // The bounce's own words: their start, then (prose in scripts of several bytes a
                 // character fills that quickly) more of them.
                 let mut overall = prose::clean(context);
-                from_text = self.rules.match_text(&rule_text(&overall));
+                from_text = text_match(&overall, "the bounce's own text", &mut text_rule);
                 if from_text.is_none() && context.len() > overall.len() {
                     overall = prose::clean_within(context, MAX_CONTEXT_RULE_TEXT);
-                    from_text = self.rules.match_text(&rule_text(&overall));
+                    from_text = text_match(&overall, "the bounce's own text", &mut text_rule);
                 }
                 if from_text.is_some() && diagnostic.is_empty() {
                     // Kept as a diagnostic: within the diagnostic's bound.
@@ -340,29 +369,100 @@ impl Analyzer {
                     reply_code = status::find_reply_code(&diagnostic);
                 }
             }
-            let mut reason = status
-                .and_then(|s| self.rules.decisive(s))
-                .or(from_text)
+            // The decision order: a decisive status code, a text rule, a delay's own nature,
+            // the status code's usual meaning, and last what is left.
+            let decisive = status.and_then(|s| self.rules.decisive(s).map(|r| (s, r)));
+            let fallback = status.and_then(|s| self.rules.fallback(s).map(|r| (s, r)));
+            let mut reason = if let Some((code, reason)) = decisive {
+                rule = self.rules.status_rule_id(StatusTable::Decisive, code);
+                if self.explain {
+                    explanation.push(format!(
+                        "status {code} settles the reason by itself ({rule}: {reason})"
+                    ));
+                }
+                reason
+            } else if let Some(m) = from_text {
+                rule = self.rules.text_rule_id(m.pattern);
+                explanation.append(&mut text_rule);
+                m.reason
+            } else if mailer_failed {
+                rule.push_str("analyser:local_mailer");
+                if self.explain {
+                    explanation.push(
+                        "a local program's exit status (Diagnostic-Code: X-Unix) that no rule explains: mailererror"
+                            .into(),
+                    );
+                }
+                BounceReason::MailerError
+            } else if action == "delayed" {
                 // A delay that names no cause is running out of time.
-                .or_else(|| (action == "delayed").then_some(BounceReason::Expired))
-                .or_else(|| status.and_then(|s| self.rules.fallback(s)))
-                .unwrap_or(if permanent || action == "failed" {
+                rule.push_str("analyser:delay_without_cause");
+                if self.explain {
+                    explanation.push("a delay that names no cause: expired".into());
+                }
+                BounceReason::Expired
+            } else if let Some((code, reason)) = fallback {
+                rule = self.rules.status_rule_id(StatusTable::Fallback, code);
+                if self.explain {
+                    explanation.push(format!(
+                        "no text rule matched; status {code} usually means {reason} ({rule})"
+                    ));
+                }
+                reason
+            } else {
+                rule.push_str("analyser:no_cause");
+                let reason = if permanent || action == "failed" {
                     BounceReason::OnHold
                 } else {
                     BounceReason::Undefined
-                });
+                };
+                if self.explain {
+                    explanation.push(format!(
+                        "no status table entry or text rule applies: {reason}"
+                    ));
+                }
+                reason
+            };
             // A name-service failure that will be retried is no proof the domain is gone.
             if reason == BounceReason::HostUnknown && !permanent {
                 reason = BounceReason::NetworkError;
+                rule.push_str("+analyser:dns_temporary");
+                if self.explain {
+                    explanation.push(
+                        "a name-service failure that will be retried proves nothing of the domain: networkerror"
+                            .into(),
+                    );
+                }
             }
             if self.rules.depends_on_stage(reason) {
                 let command = stage.get_or_init(|| {
                     self.stage_of(&diagnostic, context, &finding.address, reply_code)
                 });
-                if let Some(command) = *command {
-                    reason =
+                if let Some(command) = *command
+                    && let Some(change) =
                         self.rules
-                            .at_command(command, reason, status, &rule_text(&diagnostic));
+                            .stage_change(command, reason, status, &rule_text(&diagnostic))
+                {
+                    if self.explain {
+                        explanation.push(format!(
+                            "the failure answered {} ({}): {reason} becomes {} ({})",
+                            command.as_str(),
+                            self.stage_words(&diagnostic, context, &finding.address),
+                            change.reason,
+                            change.rule
+                        ));
+                    }
+                    reason = change.reason;
+                    rule.push('+');
+                    rule.push_str(&change.rule);
+                } else if let Some(command) = *command
+                    && self.explain
+                {
+                    explanation.push(format!(
+                        "the failure answered {} ({}): {reason} stands",
+                        command.as_str(),
+                        self.stage_words(&diagnostic, context, &finding.address)
+                    ));
                 }
             }
             reason
@@ -400,7 +500,23 @@ impl Analyzer {
             diagnostic,
             remote_mta: finding.remote_mta.to_string(),
             feedback_type: None,
+            rule,
+            explanation,
         }
+    }
+
+    /// Where the stage was read, in words (explaining only).
+    fn stage_words(&self, diagnostic: &str, context: &str, address: &str) -> String {
+        if let Some((_, phrase)) = self.rules.command_phrase_in(diagnostic) {
+            return format!("the diagnostic says \"{phrase}\"");
+        }
+        if transcript_command(context, address).is_some() {
+            return "the session transcript above the recipient".into();
+        }
+        if self.stage_near(context, address).is_some() {
+            return "the lines beside the recipient name it".into();
+        }
+        "a remote reply code, the command not named".into()
     }
 
     /// The SMTP stage the failure answered: named in the diagnostic, a transcript or the lines
@@ -482,6 +598,8 @@ impl Analyzer {
                 diagnostic: message.subject().unwrap_or_default().to_string(),
                 remote_mta: String::new(),
                 feedback_type: None,
+                rule: "analyser:auto_reply".into(),
+                explanation: Vec::new(),
             }],
             original: OriginalMessage::default(),
             error: None,

@@ -103,6 +103,13 @@ pub struct RecipientReport {
     /// ARF `Feedback-Type`, for complaints only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feedback_type: Option<String>,
+    /// The rule that decided the reason (`builtin:rule.17`, `builtin:status.decisive.X.1.2`,
+    /// `analyser:no_cause`), then any that changed it, joined by `+`
+    /// (`builtin:rule.9+builtin:command_override.2`). README "Bounce rules" lists the forms.
+    pub rule: String,
+    /// With `classify --explain` only: each deciding step in words, with what it matched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub explanation: Vec<String>,
 }
 
 impl RecipientReport {
@@ -118,6 +125,8 @@ impl RecipientReport {
             diagnostic: String::new(),
             remote_mta: String::new(),
             feedback_type: Some(feedback_type.unwrap_or_else(|| "abuse".into())),
+            rule: "analyser:feedback_report".into(),
+            explanation: Vec::new(),
         }
     }
 }

@@ -35,6 +35,14 @@ pub enum RulesError {
         reason: String,
         source: Box<regex::Error>,
     },
+    #[error(
+        "bounce rules {origin}: rule {index} is named {name:?}: names are unique within a file and use only letters, digits, '-', '_' and '.'"
+    )]
+    RuleName {
+        origin: String,
+        index: usize,
+        name: String,
+    },
     #[error("bounce rules: the patterns are too large to compile together: {0}")]
     TooLarge(Box<regex::Error>),
 }
@@ -81,6 +89,19 @@ pub enum SmtpCommand {
     Unknown,
 }
 
+impl SmtpCommand {
+    /// The command as rules files name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpCommand::Connect => "connect",
+            SmtpCommand::Mail => "mail",
+            SmtpCommand::Rcpt => "rcpt",
+            SmtpCommand::Data => "data",
+            SmtpCommand::Unknown => "unknown",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommandOverride {
@@ -107,6 +128,9 @@ struct StatusTables {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TextRule {
+    /// The rule's id within its file (`user-unknown`); without one, `rule.N`.
+    #[serde(default)]
+    name: Option<String>,
     reason: BounceReason,
     patterns: Vec<String>,
 }
@@ -114,12 +138,19 @@ struct TextRule {
 /// Compiled rules.
 #[derive(Debug, Clone)]
 pub struct BounceRules {
-    decisive: HashMap<(u16, u16), BounceReason>,
-    fallback: HashMap<(u16, u16), BounceReason>,
+    /// Where each rules file came from, as rule ids name it: `builtin`, or the operator's path.
+    origins: Vec<String>,
+    /// Reason and origin of each `[status.decisive]` entry.
+    decisive: HashMap<(u16, u16), (BounceReason, u16)>,
+    /// Reason and origin of each `[status.fallback]` entry.
+    fallback: HashMap<(u16, u16), (BounceReason, u16)>,
     pseudo: HashMap<BounceReason, u16>,
     set: RegexSet,
     /// The reason of each pattern in `set`, in priority order.
     pattern_reasons: Vec<BounceReason>,
+    /// Where each pattern in `set` is written: origin, `[[rule]]` number and pattern number
+    /// (both from 1), and the pattern itself (compiled alone only to explain a match).
+    pattern_sources: Vec<PatternSource>,
     commands: Vec<(SmtpCommand, regex::Regex)>,
     /// Every command phrase in one pattern: one scan finds the phrase named last.
     any_command: Option<regex::bytes::Regex>,
@@ -130,9 +161,45 @@ pub struct BounceRules {
     temporary: Option<regex::bytes::Regex>,
 }
 
+/// Where a text rule's pattern is written.
+#[derive(Debug, Clone)]
+struct PatternSource {
+    origin: u16,
+    rule: u16,
+    /// The rule's name, if it has one.
+    name: Option<String>,
+    pattern: u16,
+    text: String,
+}
+
+/// A text rule that matched: its reason, and which pattern (for [`BounceRules::text_rule_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextMatch {
+    pub reason: BounceReason,
+    pub pattern: usize,
+}
+
+/// The two status-code tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusTable {
+    Decisive,
+    Fallback,
+}
+
+/// What a reason became at an SMTP stage, and the `[[command_override]]` that said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageChange {
+    pub reason: BounceReason,
+    /// `ORIGIN:command_override.N`.
+    pub rule: String,
+}
+
 /// What a reason becomes at one SMTP stage, except for some status codes.
 #[derive(Debug, Clone)]
 struct StageOverride {
+    /// Origin and number (from 1) of the `[[command_override]]` in its file.
+    origin: u16,
+    index: u16,
     becomes: BounceReason,
     /// `(subject, detail)`; a detail of `None` stands for every detail.
     unless: Vec<(u16, Option<u16>)>,
@@ -162,11 +229,22 @@ impl BounceRules {
         ));
 
         let mut rules = BounceRules {
+            origins: files
+                .iter()
+                .map(|(origin, _)| {
+                    if origin == "(built in)" {
+                        "builtin".to_string()
+                    } else {
+                        origin.clone()
+                    }
+                })
+                .collect(),
             decisive: HashMap::new(),
             fallback: HashMap::new(),
             pseudo: HashMap::new(),
             set: RegexSet::empty(),
             pattern_reasons: Vec::new(),
+            pattern_sources: Vec::new(),
             commands: Vec::new(),
             any_command: None,
             command_overrides: HashMap::new(),
@@ -176,18 +254,19 @@ impl BounceRules {
         let mut patterns = Vec::new();
         let (mut still_trying, mut temporary) = (Vec::new(), Vec::new());
         // Later (built-in) tables only fill what earlier (operator) tables left open.
-        for (origin, file) in &files {
+        for (number, (origin, file)) in files.iter().enumerate() {
+            let number = u16::try_from(number).unwrap_or(u16::MAX);
             for (key, reason) in &file.status.decisive {
                 rules
                     .decisive
                     .entry(status_key(origin, key)?)
-                    .or_insert(*reason);
+                    .or_insert((*reason, number));
             }
             for (key, reason) in &file.status.fallback {
                 rules
                     .fallback
                     .entry(status_key(origin, key)?)
-                    .or_insert(*reason);
+                    .or_insert((*reason, number));
             }
             for (reason, value) in &file.pseudo_status {
                 let detail = value
@@ -215,7 +294,7 @@ impl BounceRules {
                     rules.commands.push((*command, regex));
                 }
             }
-            for o in &file.command_overrides {
+            for (index, o) in file.command_overrides.iter().enumerate() {
                 let unless = o
                     .unless_status
                     .iter()
@@ -239,6 +318,8 @@ impl BounceRules {
                         .command_overrides
                         .entry((o.command, *reason))
                         .or_insert_with(|| StageOverride {
+                            origin: number,
+                            index: u16::try_from(index + 1).unwrap_or(u16::MAX),
                             becomes: o.becomes,
                             unless: unless.clone(),
                             unless_text: unless_text.clone(),
@@ -257,8 +338,22 @@ impl BounceRules {
                     list.push(phrase_pattern(origin, index, name, phrase)?);
                 }
             }
+            let mut names = std::collections::HashSet::new();
             for (index, rule) in file.rules.iter().enumerate() {
-                for pattern in &rule.patterns {
+                if let Some(name) = &rule.name
+                    && (!names.insert(name.as_str())
+                        || name.is_empty()
+                        || !name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+                {
+                    return Err(RulesError::RuleName {
+                        origin: origin.clone(),
+                        index: index + 1,
+                        name: name.clone(),
+                    });
+                }
+                for (pattern_number, pattern) in rule.patterns.iter().enumerate() {
                     regex::Regex::new(pattern).map_err(|e| RulesError::Pattern {
                         origin: origin.clone(),
                         index,
@@ -267,6 +362,13 @@ impl BounceRules {
                     })?;
                     patterns.push(pattern.clone());
                     rules.pattern_reasons.push(rule.reason);
+                    rules.pattern_sources.push(PatternSource {
+                        origin: number,
+                        rule: u16::try_from(index + 1).unwrap_or(u16::MAX),
+                        name: rule.name.clone(),
+                        pattern: u16::try_from(pattern_number + 1).unwrap_or(u16::MAX),
+                        text: pattern.clone(),
+                    });
                 }
             }
         }
@@ -293,6 +395,11 @@ impl BounceRules {
 
     /// The reason the first matching text rule gives, if any.
     pub fn match_text(&self, text: &str) -> Option<BounceReason> {
+        self.match_text_rule(text).map(|m| m.reason)
+    }
+
+    /// The first matching text rule, if any.
+    pub fn match_text_rule(&self, text: &str) -> Option<TextMatch> {
         if text.is_empty() {
             return None;
         }
@@ -300,7 +407,71 @@ impl BounceRules {
             .matches(text.as_bytes())
             .iter()
             .next()
-            .map(|i| self.pattern_reasons[i])
+            .map(|pattern| TextMatch {
+                reason: self.pattern_reasons[pattern],
+                pattern,
+            })
+    }
+
+    /// A text rule's id: `ORIGIN:NAME`, or `ORIGIN:rule.N` for a rule without a name (N counts
+    /// the file's `[[rule]]` entries from 1).
+    pub fn text_rule_id(&self, pattern: usize) -> String {
+        let source = &self.pattern_sources[pattern];
+        match &source.name {
+            Some(name) => format!("{}:{name}", self.origin(source.origin)),
+            None => format!("{}:rule.{}", self.origin(source.origin), source.rule),
+        }
+    }
+
+    /// What a text rule matched in `text` (lower-cased, as the rules read it), in words: the
+    /// rule, its pattern, and the matched words with a little of the text around them.
+    pub fn explain_text_match(&self, pattern: usize, text: &str) -> String {
+        let source = &self.pattern_sources[pattern];
+        let found = regex::RegexBuilder::new(&source.text)
+            .case_insensitive(has_upper_case_literal(&source.text))
+            .build()
+            .ok()
+            .and_then(|regex| regex.find(text).map(|m| excerpt(text, m.start(), m.end())));
+        let origin = self.origin(source.origin);
+        format!(
+            "{} [[rule]] {}{} ({}), pattern {} /{}/ matched {}",
+            if origin == "builtin" {
+                "config/bounce-rules.toml (built in)"
+            } else {
+                origin
+            },
+            source.rule,
+            source
+                .name
+                .as_ref()
+                .map(|n| format!(" \"{n}\""))
+                .unwrap_or_default(),
+            self.pattern_reasons[pattern],
+            source.pattern,
+            source.text,
+            found.unwrap_or_else(|| "(no longer found)".into())
+        )
+    }
+
+    /// A status table entry's id: `ORIGIN:status.decisive.X.1.2`.
+    pub fn status_rule_id(&self, table: StatusTable, status: StatusCode) -> String {
+        let (map, name) = match table {
+            StatusTable::Decisive => (&self.decisive, "decisive"),
+            StatusTable::Fallback => (&self.fallback, "fallback"),
+        };
+        let origin = map
+            .get(&(status.subject, status.detail))
+            .map_or("builtin", |(_, origin)| self.origin(*origin));
+        format!(
+            "{origin}:status.{name}.X.{}.{}",
+            status.subject, status.detail
+        )
+    }
+
+    fn origin(&self, number: u16) -> &str {
+        self.origins
+            .get(usize::from(number))
+            .map_or("builtin", String::as_str)
     }
 
     /// Whether a bounce's own words say delivery goes on (a delay warning, not a failure).
@@ -319,6 +490,25 @@ impl BounceRules {
 
     /// The command a diagnostic says the failure answered: the one named last.
     pub fn command_in(&self, text: &str) -> Option<SmtpCommand> {
+        self.command_phrase_in(text).map(|(command, _)| command)
+    }
+
+    /// The command a diagnostic says the failure answered, with the words that named it.
+    pub fn command_phrase_in(&self, text: &str) -> Option<(SmtpCommand, String)> {
+        // MTAs wrap long replies ("(in reply to\n    RCPT TO command)"): phrases match across
+        // line breaks and indentation.
+        let folded;
+        let text = if text
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0].is_ascii_whitespace() && w[1].is_ascii_whitespace())
+            || text.contains(['\n', '\t', '\r'])
+        {
+            folded = text.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+            folded.as_str()
+        } else {
+            text
+        };
         // One scan for the last phrase, then which command's phrase it is.
         let last = self
             .any_command
@@ -329,7 +519,7 @@ impl BounceRules {
         self.commands
             .iter()
             .find(|(_, regex)| regex.is_match(&named))
-            .map(|(command, _)| *command)
+            .map(|(command, _)| (*command, named.trim().to_string()))
     }
 
     /// Whether some SMTP stage changes `reason` (so the stage is worth looking for).
@@ -346,28 +536,50 @@ impl BounceRules {
         status: Option<StatusCode>,
         text: &str,
     ) -> BounceReason {
+        self.stage_change(command, reason, status, text)
+            .map_or(reason, |change| change.reason)
+    }
+
+    /// What `reason` becomes when the failure answered `command`, and the override that says
+    /// so; `None` when the stage leaves it as it is.
+    pub fn stage_change(
+        &self,
+        command: SmtpCommand,
+        reason: BounceReason,
+        status: Option<StatusCode>,
+        text: &str,
+    ) -> Option<StageChange> {
         match self.command_overrides.get(&(command, reason)) {
             Some(o)
-                if !status.is_some_and(|s| {
-                    o.unless.iter().any(|&(subject, detail)| {
-                        subject == s.subject && detail.is_none_or(|d| d == s.detail)
+                if o.becomes != reason
+                    && !status.is_some_and(|s| {
+                        o.unless.iter().any(|&(subject, detail)| {
+                            subject == s.subject && detail.is_none_or(|d| d == s.detail)
+                        })
                     })
-                }) && !o.unless_text.as_ref().is_some_and(|t| t.is_match(text)) =>
+                    && !o.unless_text.as_ref().is_some_and(|t| t.is_match(text)) =>
             {
-                o.becomes
+                Some(StageChange {
+                    reason: o.becomes,
+                    rule: format!("{}:command_override.{}", self.origin(o.origin), o.index),
+                })
             }
-            _ => reason,
+            _ => None,
         }
     }
 
     /// The reason a status code settles by itself.
     pub fn decisive(&self, status: StatusCode) -> Option<BounceReason> {
-        self.decisive.get(&(status.subject, status.detail)).copied()
+        self.decisive
+            .get(&(status.subject, status.detail))
+            .map(|(reason, _)| *reason)
     }
 
     /// The reason a status code suggests when the text said nothing.
     pub fn fallback(&self, status: StatusCode) -> Option<BounceReason> {
-        self.fallback.get(&(status.subject, status.detail)).copied()
+        self.fallback
+            .get(&(status.subject, status.detail))
+            .map(|(reason, _)| *reason)
     }
 
     /// The pseudo-code for a reason found without any status code.
@@ -379,6 +591,26 @@ impl BounceRules {
             detail,
         }
     }
+}
+
+/// The words from `start` to `end` in `text`, with up to 40 bytes either side, quoted.
+fn excerpt(text: &str, start: usize, end: usize) -> String {
+    let mut from = start.saturating_sub(40);
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = (end + 40).min(text.len());
+    while !text.is_char_boundary(to) {
+        to += 1;
+    }
+    format!(
+        "\"{}{}[{}]{}{}\"",
+        if from > 0 { "…" } else { "" },
+        &text[from..start],
+        &text[start..end],
+        &text[end..to],
+        if to < text.len() { "…" } else { "" }
+    )
 }
 
 /// Whether a pattern has an upper-case letter that is not part of an escape (`\\D`, `\\S`, …).
@@ -532,6 +764,18 @@ mod tests {
             rules.match_text("user unknown"),
             Some(BounceReason::Suspend)
         );
+        // The operator's unnamed rule is named by its file and number; the shipped ones by name.
+        let found = rules.match_text_rule("550 user unknown").unwrap();
+        assert_eq!(rules.text_rule_id(found.pattern), "local.toml:rule.1");
+        let found = rules.match_text_rule("mailbox is full").unwrap();
+        assert_eq!(rules.text_rule_id(found.pattern), "builtin:mailbox-full");
+        let words = rules.explain_text_match(found.pattern, "552 sorry, mailbox is full (quota)");
+        assert!(
+            words.contains("config/bounce-rules.toml (built in)")
+                && words.contains("\"mailbox-full\" (mailboxfull)")
+                && words.contains("\"552 sorry, [mailbox is full] (quota)\""),
+            "{words}"
+        );
 
         for (text, expected) in [
             (
@@ -549,6 +793,15 @@ mod tests {
             (
                 "[phrases]\ntemporary = [\"fine\", \"[unclosed\"]\n",
                 "rule 1 (phrases.temporary)",
+            ),
+            (
+                "[[rule]]\nname = \"a\"\nreason = \"blocked\"\npatterns = [\"x\"]\n\
+                 [[rule]]\nname = \"a\"\nreason = \"blocked\"\npatterns = [\"y\"]\n",
+                "rule 2 is named \"a\"",
+            ),
+            (
+                "[[rule]]\nname = \"has space\"\nreason = \"blocked\"\npatterns = [\"x\"]\n",
+                "rule 1 is named \"has space\"",
             ),
         ] {
             let err = BounceRules::load(&[("local.toml".to_string(), text.to_string())])

@@ -124,3 +124,52 @@ fn never_panics_on_broken_input() {
         let _ = analyzer.analyze(&dsn[..end]);
     }
 }
+
+#[test]
+fn an_explaining_analyser_names_the_rules_and_the_words_they_matched() {
+    let raw = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/analysis/postfix/stage-wrapped-data.eml"),
+    )
+    .unwrap();
+    let plain = Analyzer::default().analyze(&raw);
+    let explained = Analyzer::default().explaining().analyze(&raw);
+    let (plain, explained) = (&plain.recipients[0], &explained.recipients[0]);
+    // The same verdict and rule id; only the words are added.
+    assert_eq!(plain.reason, BounceReason::Filtered);
+    assert_eq!(
+        plain.rule,
+        "builtin:user-unknown+builtin:command_override.1"
+    );
+    assert_eq!(explained.rule, plain.rule);
+    assert!(plain.explanation.is_empty());
+    assert_eq!(
+        explained.explanation.len(),
+        2,
+        "{:#?}",
+        explained.explanation
+    );
+    assert!(
+        explained.explanation[0].contains("\"user-unknown\"")
+            && explained.explanation[0].contains("[user unknown] in virtual mailbox table"),
+        "{}",
+        explained.explanation[0]
+    );
+    assert!(
+        explained.explanation[1].contains("answered data")
+            && explained.explanation[1].contains("becomes filtered"),
+        "{}",
+        explained.explanation[1]
+    );
+
+    // A decisive status code names its table entry.
+    let raw = b"From: MAILER-DAEMON@mx.example.net\r\nSubject: failure\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\
+        Content-Type: text/plain\r\n\r\nfailed\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n\
+        Reporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; a@nowhere.example\r\n\
+        Action: failed\r\nStatus: 5.1.2\r\n\r\n--b--\r\n";
+    let report = Analyzer::default().explaining().analyze(raw);
+    assert_eq!(report.recipients[0].reason, BounceReason::HostUnknown);
+    assert_eq!(report.recipients[0].rule, "builtin:status.decisive.X.1.2");
+    assert!(report.recipients[0].explanation[0].contains("status 5.1.2 settles the reason"));
+}

@@ -19,6 +19,10 @@ pub struct ClassifyArgs {
     /// One JSON object per mail: {"file", "kind", "recipients": [...], "error"}.
     #[arg(long)]
     json: bool,
+    /// Per recipient, the rule that decided (its file and number) and the words of the bounce
+    /// it matched; with --json, as each recipient's "explanation".
+    #[arg(long)]
+    explain: bool,
 }
 
 #[derive(Serialize)]
@@ -31,7 +35,10 @@ struct Line<'a> {
 }
 
 pub fn classify(config: &Config, args: ClassifyArgs) -> anyhow::Result<u8> {
-    let analyzer = crate::serve::load_analyzer(config)?;
+    let mut analyzer = crate::serve::load_analyzer(config)?;
+    if args.explain {
+        analyzer = analyzer.explaining();
+    }
     let mut files = Vec::new();
     let mut unreadable = false;
     for path in &args.paths {
@@ -59,7 +66,7 @@ pub fn classify(config: &Config, args: ClassifyArgs) -> anyhow::Result<u8> {
                                 analyzer
                                     .analyze_each(&raw)
                                     .iter()
-                                    .map(|report| render(path, report, args.json))
+                                    .map(|report| render(path, report, args.json, args.explain))
                                     .collect::<String>()
                             });
                         out.push((i, line));
@@ -104,7 +111,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn render(path: &Path, report: &Report, json: bool) -> String {
+fn render(path: &Path, report: &Report, json: bool, explain: bool) -> String {
     if json {
         let line = Line {
             file: path.display().to_string(),
@@ -124,6 +131,12 @@ fn render(path: &Path, report: &Report, json: bool) -> String {
             "  {} {} {} {} {}\n",
             r.address, r.class, r.reason, r.status, r.reply_code
         ));
+        if explain {
+            text.push_str(&format!("    rule: {}\n", r.rule));
+            for step in &r.explanation {
+                text.push_str(&format!("    - {step}\n"));
+            }
+        }
     }
     text
 }

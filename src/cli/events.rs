@@ -63,6 +63,18 @@ pub async fn events(service: &SuppressionService, args: EventsArgs) -> anyhow::R
             if let Some(id) = event.evidence_id {
                 print!(", evidence {id}");
             }
+            // What the analyser said of a bounce, and the rule that decided it.
+            let analysed: Vec<String> = [
+                event.reason.clone(),
+                event.status.clone(),
+                event.rule.as_ref().map(|rule| format!("rule {rule}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !analysed.is_empty() {
+                print!(" [{}]", analysed.join(", "));
+            }
             match &event.note {
                 Some(note) => println!(": {note}"),
                 None => println!(),

@@ -819,6 +819,7 @@ impl InboundSink {
             status: Some(recipient.status.clone()).filter(|s| !s.is_empty()),
             reply_code: Some(recipient.reply_code.clone()).filter(|s| !s.is_empty()),
             diagnostic: Some(recipient.diagnostic.clone()).filter(|s| !s.is_empty()),
+            rule: Some(recipient.rule.clone()).filter(|s| !s.is_empty()),
             message_id: attribution
                 .send
                 .as_ref()

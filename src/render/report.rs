@@ -36,6 +36,8 @@ struct Words {
     kept_until: &'static str,
     events: &'static str,
     no_events: &'static str,
+    /// The bounce rule that decided an event's reason.
+    rule: &'static str,
     time: &'static str,
     kind: &'static str,
     details: &'static str,
@@ -83,6 +85,7 @@ const EN: Words = Words {
     kept_until: "Kept until",
     events: "Events",
     no_events: "No events.",
+    rule: "decided by rule",
     time: "Time",
     kind: "Kind",
     details: "Details",
@@ -130,6 +133,7 @@ const DE: Words = Words {
     kept_until: "Aufbewahrt bis",
     events: "Ereignisse",
     no_events: "Keine Ereignisse.",
+    rule: "entschieden durch Regel",
     time: "Zeit",
     kind: "Art",
     details: "Einzelheiten",
@@ -355,6 +359,7 @@ fn events_section(report: &AccessReport, w: &Words, lang: Lang) -> Markup {
                                     (part) br;
                                 }
                                 @if let Some(source) = &e.source { span class="muted" { (source) } }
+                                @if let Some(rule) = &e.rule { br; span class="muted" { (w.rule) ": " code { (rule) } } }
                             }
                             td { @if let Some(note) = &e.note { (note) } }
                             td { (keep(lang, &e.kept)) }
@@ -573,7 +578,8 @@ pub fn text(report: &AccessReport, lang: Lang) -> String {
         let _ = writeln!(out, "  {}", w.no_events);
     }
     for e in &report.events {
-        let details: Vec<&str> = [&e.reason, &e.status, &e.diagnostic, &e.note]
+        let rule = e.rule.as_ref().map(|r| format!("{}: {r}", w.rule));
+        let details: Vec<&str> = [&e.reason, &e.status, &e.diagnostic, &rule, &e.note]
             .into_iter()
             .flatten()
             .map(String::as_str)

@@ -26,14 +26,16 @@ pub struct NewEvent {
     pub evidence_id: Option<i64>,
     pub source: Option<String>,
     pub note: Option<String>,
+    /// The bounce rule that decided the reason (bounces and delays).
+    pub rule: Option<String>,
 }
 
-/// Logs an event; `$1`…`$16` as bound by both write paths. An erased address keeps only its hash.
+/// Logs an event; `$1`…`$17` as bound by both write paths. An erased address keeps only its hash.
 pub(super) const INSERT_EVENT: &str = "INSERT INTO events (occurred_at, kind, address, address_hash, company, brand, reason, class, status, \
-       reply_code, diagnostic, message_id, verified, evidence_id, source, note) \
+       reply_code, diagnostic, message_id, verified, evidence_id, source, note, rule) \
      VALUES ($1, $2, \
        CASE WHEN EXISTS (SELECT 1 FROM erasures WHERE address_hash = $4) THEN NULL ELSE $3 END, \
-       $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id";
+       $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id";
 
 /// Logs an event inside a transaction.
 pub(crate) async fn insert_event(
@@ -58,6 +60,7 @@ pub(crate) async fn insert_event(
         .bind(event.evidence_id)
         .bind(event.source.as_deref())
         .bind(event.note.as_deref())
+        .bind(event.rule.as_deref())
         .fetch_one(&mut **tx)
         .await?;
     rows::int(&row, "id")
@@ -79,10 +82,15 @@ pub struct EventRecord {
     pub evidence_id: Option<i64>,
     pub source: Option<String>,
     pub note: Option<String>,
+    /// Bounces and delays: the analysed reason, status code, and the rule that decided the
+    /// reason (see README, "Bounce rules").
+    pub reason: Option<String>,
+    pub status: Option<String>,
+    pub rule: Option<String>,
 }
 
-pub(super) const EVENT_COLUMNS: &str =
-    "id, occurred_at, kind, address, company, brand, verified, evidence_id, source, note";
+pub(super) const EVENT_COLUMNS: &str = "id, occurred_at, kind, address, company, brand, verified, evidence_id, source, note, \
+     reason, status, rule";
 
 pub(super) fn event_record(row: &sqlx::any::AnyRow) -> Result<EventRecord, StoreError> {
     Ok(EventRecord {
@@ -96,6 +104,9 @@ pub(super) fn event_record(row: &sqlx::any::AnyRow) -> Result<EventRecord, Store
         evidence_id: rows::opt_int(row, "evidence_id")?,
         source: rows::opt_text(row, "source")?,
         note: rows::opt_text(row, "note")?,
+        reason: rows::opt_text(row, "reason")?,
+        status: rows::opt_text(row, "status")?,
+        rule: rows::opt_text(row, "rule")?,
     })
 }
 

@@ -107,6 +107,8 @@ pub struct HeldEvent {
     pub evidence_id: Option<i64>,
     pub source: Option<String>,
     pub note: Option<String>,
+    /// The bounce rule that decided the reason.
+    pub rule: Option<String>,
     pub kept: Keep,
 }
 
@@ -366,7 +368,7 @@ impl Store {
     ) -> Result<Vec<HeldEvent>, StoreError> {
         sqlx::query(
             "SELECT id, occurred_at, kind, company, brand, reason, status, reply_code, diagnostic, \
-               message_id, verified, evidence_id, source, note \
+               message_id, verified, evidence_id, source, note, rule \
              FROM events WHERE address_hash = $1 ORDER BY id",
         )
         .bind(hash.as_str())
@@ -408,6 +410,7 @@ impl Store {
                 evidence_id: rows::opt_int(row, "evidence_id")?,
                 source: rows::opt_text(row, "source")?,
                 note: rows::opt_text(row, "note")?,
+                rule: rows::opt_text(row, "rule")?,
                 kept,
             })
         })

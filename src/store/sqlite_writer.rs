@@ -28,9 +28,9 @@ use crate::model::{Timestamp, format_time};
 use crate::secret::{AddressHash, AddressHasher};
 
 /// Parameter names as the shared statements write them (`$1` may occur twice in one statement).
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 24] = [
     "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15",
-    "$16",
+    "$16", "$17", "$18", "$19", "$20", "$21", "$22", "$23", "$24",
 ];
 
 pub(super) struct SqliteWriter {
@@ -190,6 +190,13 @@ struct RusqliteWrites<'t> {
 
 /// Binds values to the shared statements' `$1`, `$2`, … in order.
 fn named<'v>(values: &'v [&'v dyn ToSql]) -> Vec<(&'static str, &'v dyn ToSql)> {
+    // A value past the names would be left unbound (NULL) without a word: never.
+    assert!(
+        values.len() <= NAMES.len(),
+        "{} values, {} names",
+        values.len(),
+        NAMES.len()
+    );
     NAMES.iter().copied().zip(values.iter().copied()).collect()
 }
 
@@ -267,6 +274,7 @@ impl InboundWrites for RusqliteWrites<'_> {
                 &event.evidence_id,
                 &event.source,
                 &event.note,
+                &event.rule,
             ],
         )
     }
