@@ -1,9 +1,12 @@
 //! Accuracy on the labelled corpus in `../shared/corpus` (Sisimai's expectations per recipient).
 //!
-//! Skips with a message when the corpus is absent. Prints the figures; writes every mismatch to
-//! `target/corpus-mismatches.txt`. The asserted floors are the goals (hard/soft 98%,
-//! reason 93%, status 95%), so a change that takes the analyser below them fails; see
-//! BENCHMARKS.md for the figures.
+//! Skips with a message when the corpus is absent. Prints the figures for the whole corpus and
+//! for its two halves: families (reporting MTAs) split by a fixed seed into a *design* half, whose
+//! mismatches are written to `target/corpus-mismatches.txt` for developing rules, and a *check*
+//! half, only counted, which says whether those rules generalise. Soft→hard errors (a live
+//! customer suppressed for good) are counted on their own. The asserted floors are the issue's
+//! goals over the whole corpus (hard/soft 98%, reason 93%, status 95%), so a change that takes the
+//! analyser below them fails; see BENCHMARKS.md for the figures.
 
 use std::path::{Path, PathBuf};
 
@@ -64,24 +67,77 @@ impl LineEndings {
     }
 }
 
+/// Which half of the corpus a family (the reporting MTA, `lhost`) falls in. Rules are written
+/// and tuned from the design half's mismatches only; the check half says whether they generalise
+/// (its mismatches are counted, never listed). The split is fixed: FNV-1a of a seed and the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Half {
+    Design,
+    Check,
+}
+
+fn half_of(family: &str) -> Half {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in "bouncegate-split-1:".bytes().chain(family.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    if hash % 2 == 0 {
+        Half::Design
+    } else {
+        Half::Check
+    }
+}
+
 /// Agreement counts over the corpus read with `endings`.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Figures {
     mails: usize,
     total: usize,
     hard_ok: usize,
     reason_ok: usize,
     status_ok: usize,
+    /// Recipients labelled soft (or no failure) that the analyser called hard: a live customer
+    /// suppressed for good. The costly error, counted on its own.
+    soft_to_hard: usize,
 }
 
-fn measure(dir: &Path, endings: LineEndings) -> (Figures, String) {
+impl Figures {
+    fn line(&self, name: &str) -> String {
+        let pct = |n: usize| 100.0 * n as f64 / self.total.max(1) as f64;
+        format!(
+            "{name}: {} mails, {} labelled recipients: hard/soft {:.1}%, reason {:.1}%, status {:.1}%, soft→hard {} ({:.2}%)",
+            self.mails,
+            self.total,
+            pct(self.hard_ok),
+            pct(self.reason_ok),
+            pct(self.status_ok),
+            self.soft_to_hard,
+            pct(self.soft_to_hard)
+        )
+    }
+}
+
+/// The whole corpus, its design half and its check half.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Measured {
+    all: Figures,
+    design: Figures,
+    check: Figures,
+}
+
+fn measure(dir: &Path, endings: LineEndings) -> (Measured, String) {
     let analyzer = Analyzer::default();
     let labels = std::fs::read_to_string(dir.join("labels.jsonl")).unwrap();
-    let (mut total, mut hard_ok, mut reason_ok, mut status_ok, mut mails) =
-        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut measured = Measured::default();
     let mut mismatches = String::new();
     for line in labels.lines().filter(|l| !l.trim().is_empty()) {
         let label: serde_json::Value = serde_json::from_str(line).unwrap();
+        let half = half_of(label["lhost"].as_str().unwrap_or(""));
+        let (all, part) = match half {
+            Half::Design => (&mut measured.all, &mut measured.design),
+            Half::Check => (&mut measured.all, &mut measured.check),
+        };
         let raw = endings.apply(std::fs::read(dir.join(label["file"].as_str().unwrap())).unwrap());
         // Two corpus files are mailboxes of two reports each; their labels cover both.
         let recipients: Vec<_> = analyzer
@@ -89,9 +145,11 @@ fn measure(dir: &Path, endings: LineEndings) -> (Figures, String) {
             .into_iter()
             .flat_map(|report| report.recipients)
             .collect();
-        mails += 1;
+        for figures in [&mut *all, &mut *part] {
+            figures.mails += 1;
+        }
         let expected = label["expect"].as_array().unwrap();
-        if expected.is_empty() && !recipients.is_empty() {
+        if expected.is_empty() && !recipients.is_empty() && half == Half::Design {
             mismatches.push_str(&format!(
                 "{}: expected no recipient, got {}\n",
                 label["id"],
@@ -99,7 +157,6 @@ fn measure(dir: &Path, endings: LineEndings) -> (Figures, String) {
             ));
         }
         for (i, expect) in expected.iter().enumerate() {
-            total += 1;
             let got = recipients.get(i);
             let hard = got.is_some_and(|r| r.class == BounceClass::Hard);
             let reason = got.map(|r| r.reason.as_str()).unwrap_or("(none)");
@@ -110,10 +167,15 @@ fn measure(dir: &Path, endings: LineEndings) -> (Figures, String) {
                 reason == expect["reason"].as_str().unwrap_or(""),
                 want_status.is_none_or(|s| s == status),
             );
-            hard_ok += usize::from(ok.0);
-            reason_ok += usize::from(ok.1);
-            status_ok += usize::from(ok.2);
-            if ok != (true, true, true) {
+            let want_hard = expect["hard"].as_bool().unwrap_or(false);
+            for figures in [&mut *all, &mut *part] {
+                figures.total += 1;
+                figures.hard_ok += usize::from(ok.0);
+                figures.reason_ok += usize::from(ok.1);
+                figures.status_ok += usize::from(ok.2);
+                figures.soft_to_hard += usize::from(hard && !want_hard);
+            }
+            if ok != (true, true, true) && half == Half::Design {
                 mismatches.push_str(&format!(
                     "{} #{i}: want {} {} {} | got {} {} {} {} | {}\n",
                     label["id"].as_str().unwrap_or(""),
@@ -134,16 +196,7 @@ fn measure(dir: &Path, endings: LineEndings) -> (Figures, String) {
             }
         }
     }
-    (
-        Figures {
-            mails,
-            total,
-            hard_ok,
-            reason_ok,
-            status_ok,
-        },
-        mismatches,
-    )
+    (measured, mismatches)
 }
 
 #[test]
@@ -151,24 +204,26 @@ fn accuracy_on_the_labelled_corpus() {
     let Some(dir) = corpus_dir("the corpus accuracy test") else {
         return;
     };
-    let (figures, mismatches) = measure(&dir, LineEndings::AsStored);
+    let (measured, mismatches) = measure(&dir, LineEndings::AsStored);
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let _ = std::fs::create_dir_all(&target);
+    // The design half's mismatches only: the check half is for measuring, not for tuning.
+    let _ = std::fs::write(target.join("corpus-mismatches.txt"), &mismatches);
+    println!("{}", measured.all.line("corpus"));
+    println!("{}", measured.design.line("corpus, design half"));
+    println!("{}", measured.check.line("corpus, check half"));
     let Figures {
-        mails,
         total,
         hard_ok,
         reason_ok,
         status_ok,
-    } = figures;
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    let _ = std::fs::create_dir_all(&target);
-    let _ = std::fs::write(target.join("corpus-mismatches.txt"), &mismatches);
-    let pct = |n: usize| n as f64 / total as f64;
-    println!(
-        "corpus: {mails} mails, {total} labelled recipients: hard/soft {:.1}%, reason {:.1}%, status {:.1}%",
-        100.0 * pct(hard_ok),
-        100.0 * pct(reason_ok),
-        100.0 * pct(status_ok)
+        ..
+    } = measured.all;
+    assert!(
+        measured.design.total > 100 && measured.check.total > 100,
+        "both halves are sizeable: {measured:?}"
     );
+    let pct = |n: usize| n as f64 / total as f64;
     assert!(total > 300, "the corpus was read: {total} recipients");
     assert!(
         pct(hard_ok) >= MIN_HARD_SOFT,
