@@ -82,7 +82,7 @@ fn half_of(family: &str) -> Half {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    if hash % 2 == 0 {
+    if hash.is_multiple_of(2) {
         Half::Design
     } else {
         Half::Check
