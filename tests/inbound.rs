@@ -427,6 +427,67 @@ async fn a_complaint_about_a_signed_send_is_company_wide() {
     }
 }
 
+/// A feedback loop that sends its complaints as a digest (one mail, each report forwarded as an
+/// attachment): every report counts, each for its own send, none for another's recipient.
+#[tokio::test]
+async fn a_digest_of_complaint_reports_suppresses_each_recipient_by_its_own_send() {
+    for db in databases().await {
+        let g = start(&db, "").await;
+        let mut reports = String::new();
+        for (recipient, message_id) in [
+            ("first.angry@example.net", "d1@acme.example"),
+            ("second.angry@example.net", "d2@acme.example"),
+        ] {
+            let token = g
+                .send(recipient, Some("news"), message_id, TokenKind::Bounce)
+                .await;
+            reports.push_str(&format!(
+                "--D\r\nContent-Type: message/rfc822\r\n\r\n\
+                 From: fbl@isp.example\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\r\n\
+                 --A\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\
+                 --A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\r\n\
+                 --A\r\nContent-Type: message/rfc822\r\n\r\nReturn-Path: <b+{token}@{DOMAIN}>\r\n\
+                 From: news@acme.example\r\nTo: {recipient}\r\nMessage-ID: <{message_id}>\r\n\
+                 Subject: News\r\n\r\nHello\r\n--A--\r\n\r\n"
+            ));
+        }
+        let digest = format!(
+            "From: fbl@isp.example\r\nSubject: 2 complaints\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"D\"\r\n\r\n\
+             --D\r\nContent-Type: text/plain\r\n\r\nTwo reports follow.\r\n{reports}--D--\r\n"
+        );
+        assert!(
+            smtp(&g, "fbl@isp.example", &format!("fbl@{DOMAIN}"), &digest)
+                .await
+                .starts_with("250")
+        );
+        for recipient in ["first.angry@example.net", "second.angry@example.net"] {
+            assert_eq!(
+                g.allowed(recipient, Some("shop")).await,
+                (false, ContactStatus::Unsubscribed),
+                "{recipient} on {}",
+                db.backend
+            );
+            let events = g
+                .service
+                .events(&bouncegate::service::EventsQuery {
+                    address: Some(recipient.into()),
+                    kind: Some("complaint".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(events.items.len(), 1, "{recipient}: {:?}", events.items);
+            assert!(
+                events.items[0].verified,
+                "attributed by its own signed token"
+            );
+        }
+        g.handle.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn it_never_relays_and_a_store_failure_is_retried_later() {
     for db in databases().await {

@@ -6,6 +6,9 @@ use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use super::dsn::looks_like_dsn;
 use super::report::OriginalMessage;
 
+/// Most forwarded reports read from one mail (a digest of complaint reports, say).
+pub const MAX_FORWARDED: usize = 100;
+
 /// Longest human-readable text kept per mail: bounce prose is short, anything past this is noise.
 const MAX_TEXT: usize = 256 * 1024;
 
@@ -22,8 +25,9 @@ pub struct MailParts {
     pub human_text: String,
     /// Whether the mail is a `multipart/report`.
     pub is_report: bool,
-    /// An attached message that is itself a report (a forwarded bounce), raw.
-    pub forwarded_report: Option<Vec<u8>>,
+    /// Attached messages that are themselves reports (forwarded bounces, a digest of complaint
+    /// reports), raw, in order; at most [`MAX_FORWARDED`].
+    pub forwarded_reports: Vec<Vec<u8>>,
 }
 
 /// The mail parser the analyser uses: headers it never reads (Received, dates) are kept raw,
@@ -156,8 +160,8 @@ fn collect_into(message: &Message<'_>, parts: &mut MailParts, recover: bool) {
                     ct.subtype()
                         .is_some_and(|s| s.eq_ignore_ascii_case("report"))
                 });
-                if inner_is_report && parts.forwarded_report.is_none() {
-                    parts.forwarded_report = Some(inner.raw_message().to_vec());
+                if inner_is_report && parts.forwarded_reports.len() < MAX_FORWARDED {
+                    parts.forwarded_reports.push(inner.raw_message().to_vec());
                 }
             }
             (_, "message", "delivery-status" | "global-delivery-status") => {

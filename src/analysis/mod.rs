@@ -65,8 +65,16 @@ impl Analyzer {
         self
     }
 
-    /// Analyses one mail.
+    /// Analyses one mail. A mail that forwards several reports (a digest of complaint reports)
+    /// gives one report with the recipients of all those of the first one's kind, and the first
+    /// one's original; [`Analyzer::analyze_all`] keeps them apart.
     pub fn analyze(&self, raw: &[u8]) -> Report {
+        merge(self.analyze_all(raw))
+    }
+
+    /// Analyses one mail into its reports: one, or one per forwarded report it carries, each
+    /// with its own returned original (so each is attributed to its own send).
+    pub fn analyze_all(&self, raw: &[u8]) -> Vec<Report> {
         let raw = mime::with_line_feeds(&raw[..raw.len().min(MAX_ANALYZED)]);
         self.analyze_at_depth(&raw, 0)
     }
@@ -81,14 +89,14 @@ impl Analyzer {
             .collect()
     }
 
-    fn analyze_at_depth(&self, raw: &[u8], depth: usize) -> Report {
+    fn analyze_at_depth(&self, raw: &[u8], depth: usize) -> Vec<Report> {
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
-            return Report::other("the mail is empty");
+            return vec![Report::other("the mail is empty")];
         }
         let Some(message) = mime::parse_mail(raw) else {
-            return Report::other(
+            return vec![Report::other(
                 "no mail headers found, or a MIME structure the parser cannot read",
-            );
+            )];
         };
         let parts = mime::collect(&message);
         let mut report = if let Some(feedback) = &parts.feedback {
@@ -104,12 +112,8 @@ impl Analyzer {
         } else if autoreply::is_auto_reply(&message) && !looks_like_bounce(&message, &parts, false)
         {
             self.auto_reply(&message, &parts)
-        } else if let Some(forwarded) = parts
-            .forwarded_report
-            .as_deref()
-            .filter(|_| depth < MAX_FORWARD_DEPTH)
-        {
-            return self.analyze_at_depth(forwarded, depth + 1);
+        } else if !parts.forwarded_reports.is_empty() && depth < MAX_FORWARD_DEPTH {
+            return self.forwarded(&parts.forwarded_reports, depth + 1);
         } else if looks_like_bounce(&message, &parts, true) {
             self.prose_bounce(&message, &parts)
         } else {
@@ -118,9 +122,54 @@ impl Analyzer {
         if let Some(original) = parts.original {
             report.original = original;
         }
-        report
+        vec![report]
     }
 
+    /// Reports forwarded inside one mail (a forwarded bounce, a digest of complaint reports):
+    /// each read on its own; those that could not be read are left out unless none could.
+    fn forwarded(&self, forwarded: &[Vec<u8>], depth: usize) -> Vec<Report> {
+        let reports: Vec<Report> = forwarded
+            .iter()
+            .flat_map(|raw| self.analyze_at_depth(raw, depth))
+            .filter(|r| r.kind != ReportKind::Other)
+            .collect();
+        if reports.is_empty() {
+            // None could be read: say why the first could not.
+            return self.analyze_at_depth(&forwarded[0], depth);
+        }
+        reports
+    }
+}
+
+/// One report of several: the recipients of all those of the first one's kind (bounces and
+/// delays count as one kind), the first one's original.
+fn merge(reports: Vec<Report>) -> Report {
+    let mut reports = reports.into_iter();
+    let Some(mut first) = reports.next() else {
+        return Report::other("no report");
+    };
+    {
+        for report in reports {
+            let same = report.kind == first.kind
+                || matches!(
+                    (first.kind, report.kind),
+                    (
+                        ReportKind::Bounce | ReportKind::Delay,
+                        ReportKind::Bounce | ReportKind::Delay
+                    )
+                );
+            if same {
+                first.recipients.extend(report.recipients);
+            }
+        }
+        if matches!(first.kind, ReportKind::Bounce | ReportKind::Delay) {
+            first.kind = kind_of(&first.recipients);
+        }
+        first
+    }
+}
+
+impl Analyzer {
     /// An ARF report: one recipient, the complained-about address.
     fn complaint(&self, feedback: &str, parts: &MailParts) -> Report {
         let mut feedback_type = None;

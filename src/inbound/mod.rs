@@ -145,16 +145,19 @@ impl InboundSink {
         let now = chrono::Utc::now();
         // The analyser must never panic (fuzzed for it); should a bug slip through, this mail is
         // one it could not read, not a session that dies and a sender that retries forever.
-        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.analyzer.analyze(&message.data)
+        // A mail may forward several reports (a digest of complaint reports): each is
+        // attributed on its own, by its own returned original.
+        let reports = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.analyzer.analyze_all(&message.data)
         }))
         .unwrap_or_else(|_| {
             tracing::error!(
                 bytes = message.data.len(),
                 "the bounce analyser panicked on a mail"
             );
-            Report::other("the analyser failed on this mail")
+            vec![Report::other("the analyser failed on this mail")]
         });
+        let report = &reports[0];
         let mut events = Vec::new();
         let mut routes: Vec<Route> = message
             .recipients()
@@ -162,28 +165,39 @@ impl InboundSink {
             .collect();
         routes.dedup();
         for route in &routes {
-            let found = match route {
+            match route {
+                // An unsubscribe mail is one request, whatever it carries.
                 Route::Unsubscribe { token } => {
-                    self.unsubscribe_by_token(&report, token, now).await?
+                    events.extend(self.unsubscribe_by_token(report, token, now).await?);
+                    continue;
                 }
                 Route::UnsubscribeCompany { company } => {
-                    self.unsubscribe_by_mail(&report, &message, company, now)
-                        .await?
+                    events.extend(
+                        self.unsubscribe_by_mail(report, &message, company, now)
+                            .await?,
+                    );
+                    continue;
                 }
-                Route::Bounce { token } if report.kind == ReportKind::Complaint => {
-                    self.complaint(&report, token.as_deref(), Origin::Mail, now)
-                        .await?
-                }
-                Route::Feedback if report.kind == ReportKind::Complaint => {
-                    self.complaint(&report, None, Origin::Mail, now).await?
-                }
-                Route::Bounce { token } => {
-                    self.bounce(&report, token.as_deref(), Origin::Mail, now)
-                        .await?
-                }
-                Route::Feedback => self.bounce(&report, None, Origin::Mail, now).await?,
-            };
-            events.extend(found);
+                Route::Bounce { .. } | Route::Feedback => {}
+            }
+            for report in &reports {
+                let found = match route {
+                    Route::Bounce { token } if report.kind == ReportKind::Complaint => {
+                        self.complaint(report, token.as_deref(), Origin::Mail, now)
+                            .await?
+                    }
+                    Route::Feedback if report.kind == ReportKind::Complaint => {
+                        self.complaint(report, None, Origin::Mail, now).await?
+                    }
+                    Route::Bounce { token } => {
+                        self.bounce(report, token.as_deref(), Origin::Mail, now)
+                            .await?
+                    }
+                    Route::Feedback => self.bounce(report, None, Origin::Mail, now).await?,
+                    Route::Unsubscribe { .. } | Route::UnsubscribeCompany { .. } => Vec::new(),
+                };
+                events.extend(found);
+            }
         }
         if events.is_empty() {
             // Kept all the same: what arrived, and that nothing came of it.
