@@ -254,7 +254,7 @@ pub async fn export(
     ApiQuery(params): ApiQuery<FormatParams>,
 ) -> Result<Response, ApiError> {
     caller.require(ApiRole::Read)?;
-    Ok(export_response(state.service.clone(), params.format))
+    Ok(export_response((*state.service).clone(), params.format))
 }
 
 /// The suppressions in force in `format`, streamed as the body (the API's and the staff page's

@@ -35,7 +35,8 @@ use crate::service::SuppressionService;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub service: SuppressionService,
+    /// Shared: every request clones the state, and a service clone is a dozen reference counts.
+    pub service: Arc<SuppressionService>,
     pub tokens: Arc<Tokens>,
     /// Where providers' notifications go (`None`: `/hooks` answers 503).
     pub inbound: Option<Arc<InboundSink>>,
@@ -55,7 +56,7 @@ impl ApiState {
     pub fn new(service: SuppressionService, config: &Config) -> Self {
         Self {
             tokens: Arc::new(Tokens::new(&config.http.tokens)),
-            service,
+            service: Arc::new(service),
             inbound: None,
             providers: Arc::new(Providers::new()),
         }
@@ -111,7 +112,7 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         .fallback(not_found)
         .with_state(state.clone())
         .merge(crate::staff::router(crate::staff::StaffState::new(
-            state.service,
+            (*state.service).clone(),
             config,
         )))
         .layer(axum::middleware::from_fn(count_requests))
