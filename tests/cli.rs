@@ -512,7 +512,8 @@ fn classify_explains_which_rule_decided_and_what_it_matched() {
         "{text}"
     );
     assert!(
-        text.contains("config/bounce-rules.toml (built in) [[rule]] 61 \"user-unknown\"")
+        text.contains("config/bounce-rules.toml (built in) [[rule]] ")
+            && text.contains(" \"user-unknown\" (userunknown)")
             && text.contains("[user unknown] in virtual mailbox table"),
         "{text}"
     );

@@ -488,6 +488,62 @@ async fn a_digest_of_complaint_reports_suppresses_each_recipient_by_its_own_send
     }
 }
 
+/// One report with several feedback parts beside one returned original: the original's token
+/// speaks for its own recipient only; another is suppressed only when a send of that Message-ID
+/// to it exists; a stranger named in a feedback part is suppressed by nobody's token.
+#[tokio::test]
+async fn several_feedback_parts_are_each_attributed_to_their_own_recipient() {
+    for db in databases().await {
+        let g = start(&db, "").await;
+        let token = g
+            .send(
+                "ann.fb@example.net",
+                Some("news"),
+                "multi@acme.example",
+                TokenKind::Bounce,
+            )
+            .await;
+        g.send(
+            "bob.fb@example.net",
+            Some("news"),
+            "multi@acme.example",
+            TokenKind::Bounce,
+        )
+        .await;
+        let part = |rcpt: &str| {
+            format!(
+                "--A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n\
+                 Version: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\n\r\n"
+            )
+        };
+        let arf = format!(
+            "From: fbl@isp.example\r\nSubject: complaints\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\r\n\
+             --A\r\nContent-Type: text/plain\r\n\r\nThree complaints.\r\n{}{}{}\
+             --A\r\nContent-Type: message/rfc822\r\n\r\nReturn-Path: <b+{token}@{DOMAIN}>\r\n\
+             From: news@acme.example\r\nTo: ann.fb@example.net\r\nMessage-ID: <multi@acme.example>\r\n\
+             Subject: News\r\n\r\nHello\r\n--A--\r\n",
+            part("ann.fb@example.net"),
+            part("bob.fb@example.net"),
+            part("stranger.fb@example.net"),
+        );
+        assert!(
+            smtp(&g, "fbl@isp.example", &format!("fbl@{DOMAIN}"), &arf)
+                .await
+                .starts_with("250")
+        );
+        for (address, suppressed) in [
+            ("ann.fb@example.net", true),
+            ("bob.fb@example.net", true),
+            ("stranger.fb@example.net", false),
+        ] {
+            let (allowed, _) = g.allowed(address, Some("shop")).await;
+            assert_eq!(!allowed, suppressed, "{address} on {}", db.backend);
+        }
+        g.handle.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn it_never_relays_and_a_store_failure_is_retried_later() {
     for db in databases().await {

@@ -17,8 +17,8 @@ const MAX_TEXT: usize = 256 * 1024;
 pub struct MailParts {
     /// Delivery-status fields (`message/delivery-status`, the global form, or mislabelled text).
     pub dsn_texts: Vec<String>,
-    /// `message/feedback-report` fields.
-    pub feedback: Option<String>,
+    /// `message/feedback-report` fields, one entry per part.
+    pub feedback: Vec<String>,
     /// The returned original (attached message or headers).
     pub original: Option<OriginalMessage>,
     /// Text of the readable parts, in order.
@@ -167,7 +167,9 @@ fn collect_into(message: &Message<'_>, parts: &mut MailParts, recover: bool) {
             (_, "message", "delivery-status" | "global-delivery-status") => {
                 parts.dsn_texts.push(lossy(part.contents()));
             }
-            (_, "message", "feedback-report") => parts.feedback = Some(lossy(part.contents())),
+            (_, "message", "feedback-report") if parts.feedback.len() < MAX_FORWARDED => {
+                parts.feedback.push(lossy(part.contents()));
+            }
             (_, "text", "rfc822-headers") | (_, "message", "rfc822-headers" | "global-headers") => {
                 if parts.original.is_none()
                     && let Some(inner) = parse_mail(part.contents())

@@ -99,8 +99,8 @@ impl Analyzer {
             )];
         };
         let parts = mime::collect(&message);
-        let mut report = if let Some(feedback) = &parts.feedback {
-            self.complaint(feedback, &parts)
+        let mut report = if !parts.feedback.is_empty() {
+            self.complaint(&parts.feedback, &parts)
         } else if let Some(report) = self.delivery_status(&parts) {
             report
         } else if let Some(report) =
@@ -108,7 +108,7 @@ impl Analyzer {
         {
             report
         } else if is_complaint_without_arf(&message, &parts) {
-            self.complaint("", &parts)
+            self.complaint(&[], &parts)
         } else if autoreply::is_auto_reply(&message) && !looks_like_bounce(&message, &parts, false)
         {
             self.auto_reply(&message, &parts)
@@ -148,51 +148,62 @@ fn merge(reports: Vec<Report>) -> Report {
     let Some(mut first) = reports.next() else {
         return Report::other("no report");
     };
-    {
-        for report in reports {
-            let same = report.kind == first.kind
-                || matches!(
-                    (first.kind, report.kind),
-                    (
-                        ReportKind::Bounce | ReportKind::Delay,
-                        ReportKind::Bounce | ReportKind::Delay
-                    )
-                );
-            if same {
-                first.recipients.extend(report.recipients);
-            }
+    for report in reports {
+        let same = report.kind == first.kind
+            || matches!(
+                (first.kind, report.kind),
+                (
+                    ReportKind::Bounce | ReportKind::Delay,
+                    ReportKind::Bounce | ReportKind::Delay
+                )
+            );
+        if same {
+            first.recipients.extend(report.recipients);
         }
-        if matches!(first.kind, ReportKind::Bounce | ReportKind::Delay) {
-            first.kind = kind_of(&first.recipients);
-        }
-        first
     }
+    if matches!(first.kind, ReportKind::Bounce | ReportKind::Delay) {
+        first.kind = kind_of(&first.recipients);
+    }
+    first
 }
 
 impl Analyzer {
-    /// An ARF report: one recipient, the complained-about address.
-    fn complaint(&self, feedback: &str, parts: &MailParts) -> Report {
-        let mut feedback_type = None;
-        let mut recipient = None;
-        for line in feedback.lines() {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let value = value.trim();
-            match name.trim().to_ascii_lowercase().as_str() {
-                "feedback-type" => feedback_type = Some(value.to_ascii_lowercase()),
-                "original-rcpt-to" | "removal-recipient" if recipient.is_none() => {
-                    recipient = Some(value.trim_matches(|c| c == '<' || c == '>').to_string())
+    /// ARF reports (RFC 5965; usually one, some feedback loops put several feedback parts in
+    /// one report): a recipient per report, the complained-about address, each address once.
+    /// Without a feedback part (a complaint in prose), the original's first recipient.
+    fn complaint(&self, feedbacks: &[String], parts: &MailParts) -> Report {
+        let fallback = || parts.original.as_ref().and_then(|o| o.to.first().cloned());
+        let mut recipients: Vec<RecipientReport> = Vec::new();
+        for feedback in feedbacks.iter().map(String::as_str).chain(
+            // A complaint in prose: one recipient from the original.
+            feedbacks.is_empty().then_some(""),
+        ) {
+            let mut feedback_type = None;
+            let mut recipient = None;
+            for line in feedback.lines() {
+                let Some((name, value)) = line.split_once(':') else {
+                    continue;
+                };
+                let value = value.trim();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "feedback-type" => feedback_type = Some(value.to_ascii_lowercase()),
+                    "original-rcpt-to" | "removal-recipient" if recipient.is_none() => {
+                        recipient = Some(value.trim_matches(|c| c == '<' || c == '>').to_string())
+                    }
+                    _ => {}
                 }
-                _ => {}
+            }
+            let address = recipient.or_else(fallback).unwrap_or_default();
+            if !recipients
+                .iter()
+                .any(|r| r.address.eq_ignore_ascii_case(&address))
+            {
+                recipients.push(RecipientReport::feedback(address, feedback_type));
             }
         }
-        let address = recipient
-            .or_else(|| parts.original.as_ref().and_then(|o| o.to.first().cloned()))
-            .unwrap_or_default();
         Report {
             kind: ReportKind::Complaint,
-            recipients: vec![RecipientReport::feedback(address, feedback_type)],
+            recipients,
             original: OriginalMessage::default(),
             error: None,
         }

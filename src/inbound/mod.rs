@@ -409,10 +409,26 @@ impl InboundSink {
             Some(token) => self.verified_send(token, &[TokenKind::Bounce], now).await?,
             None => self.send_from_return_paths(report, now).await?,
         };
+        // A returned original's token names one send, one recipient: in a report of several
+        // recipients (several feedback parts beside one original) it speaks only for that one;
+        // the others are attributed by their own address and Message-ID. A token in the address
+        // the report came to speaks for the whole report (an alias's expansions bounce for it).
+        let several = report.recipients.iter().any(|r| {
+            !r.address
+                .eq_ignore_ascii_case(&report.recipients[0].address)
+        });
         let mut attributed = Vec::with_capacity(report.recipients.len());
         for recipient in &report.recipients {
             let address = EmailAddress::parse(&recipient.address).ok();
-            let (attribution, target) = match &by_token {
+            let by_token = by_token.as_ref().filter(|send| {
+                token.is_some()
+                    || !several
+                    || send
+                        .address
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(&recipient.address))
+            });
+            let (attribution, target) = match by_token {
                 Some(send) => (
                     Attribution {
                         send: Some(send.clone()),
