@@ -99,6 +99,19 @@ async fn smtp(gateway: &Gateway, mail_from: &str, rcpt: &str, data: &str) -> Str
 }
 
 /// A DSN as Postfix writes it, CRLF line ends.
+/// The events of one kind logged for `address`, oldest first.
+async fn events_of(g: &Gateway, address: &str, kind: &str) -> Vec<bouncegate::store::EventRecord> {
+    g.service
+        .events(&bouncegate::service::EventsQuery {
+            address: Some(address.into()),
+            kind: Some(kind.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items
+}
+
 fn dsn(recipient: &str, action: &str, status: &str, diagnostic: &str, original_id: &str) -> String {
     format!(
         "From: MAILER-DAEMON@mx.example.net\nTo: news@acme.example\nSubject: Undelivered Mail Returned to Sender\n\
@@ -158,16 +171,8 @@ async fn a_signed_hard_bounce_suppresses_and_keeps_the_evidence() {
         assert_eq!(evidence.raw, mail.as_bytes(), "byte for byte");
         assert_eq!(evidence.mail_from.as_deref(), Some(""));
         // The bounce event names the rule that decided, for an operator who disagrees.
-        let events = g
-            .service
-            .events(&bouncegate::service::EventsQuery {
-                address: Some("jane@example.net".into()),
-                kind: Some("bounce".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let event = &events.items[0];
+        let events = events_of(&g, "jane@example.net", "bounce").await;
+        let event = &events[0];
         assert_eq!(event.reason.as_deref(), Some("userunknown"));
         assert_eq!(event.status.as_deref(), Some("5.1.1"));
         assert_eq!(
@@ -469,20 +474,9 @@ async fn a_digest_of_complaint_reports_suppresses_each_recipient_by_its_own_send
                 "{recipient} on {}",
                 db.backend
             );
-            let events = g
-                .service
-                .events(&bouncegate::service::EventsQuery {
-                    address: Some(recipient.into()),
-                    kind: Some("complaint".into()),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-            assert_eq!(events.items.len(), 1, "{recipient}: {:?}", events.items);
-            assert!(
-                events.items[0].verified,
-                "attributed by its own signed token"
-            );
+            let events = events_of(&g, recipient, "complaint").await;
+            assert_eq!(events.len(), 1, "{recipient}: {events:?}");
+            assert!(events[0].verified, "attributed by its own signed token");
         }
         g.handle.shutdown().await;
     }
