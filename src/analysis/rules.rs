@@ -354,12 +354,7 @@ impl BounceRules {
                     });
                 }
                 for (pattern_number, pattern) in rule.patterns.iter().enumerate() {
-                    regex::Regex::new(pattern).map_err(|e| RulesError::Pattern {
-                        origin: origin.clone(),
-                        index,
-                        reason: rule.reason.to_string(),
-                        source: Box::new(e),
-                    })?;
+                    // Checked with the whole set below; one by one only to name a bad one.
                     patterns.push(pattern.clone());
                     rules.pattern_reasons.push(rule.reason);
                     rules.pattern_sources.push(PatternSource {
@@ -389,8 +384,29 @@ impl BounceRules {
             .size_limit(64 << 20)
             .dfa_size_limit(64 << 20)
             .build()
-            .map_err(|e| RulesError::TooLarge(Box::new(e)))?;
+            .map_err(|e| {
+                rules
+                    .bad_pattern(&files)
+                    .unwrap_or(RulesError::TooLarge(Box::new(e)))
+            })?;
         Ok(rules)
+    }
+
+    /// The first text-rule pattern that does not compile on its own, as an error naming it:
+    /// compiling each pattern alone costs as much as the whole set, so it is done only once the
+    /// set has failed.
+    fn bad_pattern(&self, files: &[(String, RulesFile)]) -> Option<RulesError> {
+        self.pattern_sources.iter().find_map(|source| {
+            let error = regex::Regex::new(&source.text).err()?;
+            let (origin, file) = &files[usize::from(source.origin)];
+            let rule = &file.rules[usize::from(source.rule) - 1];
+            Some(RulesError::Pattern {
+                origin: origin.clone(),
+                index: usize::from(source.rule) - 1,
+                reason: rule.reason.to_string(),
+                source: Box::new(error),
+            })
+        })
     }
 
     /// The reason the first matching text rule gives, if any.
