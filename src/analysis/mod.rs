@@ -139,35 +139,7 @@ impl Analyzer {
         }
         reports
     }
-}
 
-/// One report of several: the recipients of all those of the first one's kind (bounces and
-/// delays count as one kind), the first one's original.
-fn merge(reports: Vec<Report>) -> Report {
-    let mut reports = reports.into_iter();
-    let Some(mut first) = reports.next() else {
-        return Report::other("no report");
-    };
-    for report in reports {
-        let same = report.kind == first.kind
-            || matches!(
-                (first.kind, report.kind),
-                (
-                    ReportKind::Bounce | ReportKind::Delay,
-                    ReportKind::Bounce | ReportKind::Delay
-                )
-            );
-        if same {
-            first.recipients.extend(report.recipients);
-        }
-    }
-    if matches!(first.kind, ReportKind::Bounce | ReportKind::Delay) {
-        first.kind = kind_of(&first.recipients);
-    }
-    first
-}
-
-impl Analyzer {
     /// ARF reports (RFC 5965; usually one, some feedback loops put several feedback parts in
     /// one report): a recipient per report, the complained-about address, each address once.
     /// Without a feedback part (a complaint in prose), the original's first recipient.
@@ -699,6 +671,32 @@ impl Analyzer {
             error: None,
         }
     }
+}
+
+/// One report of several: the recipients of all those of the first one's kind (bounces and
+/// delays count as one kind), the first one's original.
+fn merge(reports: Vec<Report>) -> Report {
+    let mut reports = reports.into_iter();
+    let Some(mut first) = reports.next() else {
+        return Report::other("no report");
+    };
+    for report in reports {
+        let same = report.kind == first.kind
+            || matches!(
+                (first.kind, report.kind),
+                (
+                    ReportKind::Bounce | ReportKind::Delay,
+                    ReportKind::Bounce | ReportKind::Delay
+                )
+            );
+        if same {
+            first.recipients.extend(report.recipients);
+        }
+    }
+    if matches!(first.kind, ReportKind::Bounce | ReportKind::Delay) {
+        first.kind = kind_of(&first.recipients);
+    }
+    first
 }
 
 /// The text the rules read: lower-cased, without the `550-5.7.1` prefixes that continuation lines
