@@ -194,15 +194,7 @@ async fn staff_sign_in_and_see_a_contact_with_its_proof_shown_inert() {
             page.contains("by staff, with a note"),
             "how a staff block lifts"
         );
-        let hostile = running
-            .service
-            .access_report(address)
-            .await
-            .unwrap()
-            .evidence
-            .into_iter()
-            .find(|e| e.headers.as_deref().is_some_and(|h| h.contains("X-Evil")))
-            .expect("the hostile mail is stored");
+        let hostile = running.stored_mail_with(address, "X-Evil").await;
         let link = format!("/staff/evidence/{}", hostile.id);
         assert!(
             page.contains(&format!("href=\"{link}\"")),

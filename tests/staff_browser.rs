@@ -325,14 +325,7 @@ async fn staff_block_letters_for_two_brands_and_see_a_hostile_mail_inert_in_a_br
     assert_eq!(new_blocks, 2, "letters only, recorded as emil's");
 
     // The hostile mail opens as text: nothing of it became an element.
-    let hostile = service
-        .access_report(address)
-        .await
-        .unwrap()
-        .evidence
-        .into_iter()
-        .find(|e| e.headers.as_deref().is_some_and(|h| h.contains("X-Evil")))
-        .unwrap();
+    let hostile = running.stored_mail_with(address, "X-Evil").await;
     click(
         &client,
         Locator::Css(&format!("a[href='/staff/evidence/{}']", hostile.id)),

@@ -143,6 +143,22 @@ impl Running {
         assert!(reply.starts_with("250"), "{reply}");
     }
 
+    /// The stored mail of `address` whose header section contains `needle`.
+    pub async fn stored_mail_with(
+        &self,
+        address: &str,
+        needle: &str,
+    ) -> bouncegate::store::HeldEvidence {
+        self.service
+            .access_report(address)
+            .await
+            .unwrap()
+            .evidence
+            .into_iter()
+            .find(|e| e.headers.as_deref().is_some_and(|h| h.contains(needle)))
+            .unwrap_or_else(|| panic!("a stored mail of {address} with {needle:?}"))
+    }
+
     /// Gives `address` a footprint everywhere: a newsletter and its bounce, an unsubscribe mail,
     /// a staff postal block for globex with a note naming it, and a consent for globex.
     pub async fn footprint(&self, address: &str) {
