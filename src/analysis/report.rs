@@ -69,16 +69,22 @@ vocabulary! {
 }
 
 impl BounceReason {
-    /// Hard: the address itself is bad. `notaccept` only when the failure is permanent (5xx).
+    /// Hard: the address itself is bad, and the failure was permanent (a 5xx reply or X.x.x
+    /// status, or a failure the report gives no code for). A remote that answered 4xx only said
+    /// "not now", whatever its words: when the queue then gives up, that is no proof.
     pub fn class(self, permanent: bool) -> BounceClass {
         match self {
             BounceReason::Feedback | BounceReason::Vacation | BounceReason::Delivered => {
                 BounceClass::None
             }
-            BounceReason::UserUnknown | BounceReason::HostUnknown | BounceReason::HasMoved => {
+            BounceReason::UserUnknown
+            | BounceReason::HostUnknown
+            | BounceReason::HasMoved
+            | BounceReason::NotAccept
+                if permanent =>
+            {
                 BounceClass::Hard
             }
-            BounceReason::NotAccept if permanent => BounceClass::Hard,
             _ => BounceClass::Soft,
         }
     }
@@ -173,5 +179,27 @@ impl Report {
             original: OriginalMessage::default(),
             error: Some(error.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A remote that answered 4xx said "not now": whatever its words, the address is not proven
+    /// dead, even when the queue then gave up.
+    #[test]
+    fn hard_needs_a_permanent_failure() {
+        for reason in [
+            BounceReason::UserUnknown,
+            BounceReason::HostUnknown,
+            BounceReason::HasMoved,
+            BounceReason::NotAccept,
+        ] {
+            assert_eq!(reason.class(true), BounceClass::Hard, "{reason}");
+            assert_eq!(reason.class(false), BounceClass::Soft, "{reason}");
+        }
+        assert_eq!(BounceReason::MailboxFull.class(true), BounceClass::Soft);
+        assert_eq!(BounceReason::Vacation.class(true), BounceClass::None);
     }
 }
