@@ -25,28 +25,39 @@ mkdir -p "$work" "$out"
 log() { echo "[$(date +%T)] $*" >&2; }
 
 # --- chroots --------------------------------------------------------------------------------
-chroot_for() { # NAME PACKAGES...
+chroot_for() { # NAME PACKAGES...   (made once, then only the packages it lacks are added)
   local name=$1; shift
   local dir=$work/$name
-  if [ -e "$dir/.ready" ]; then return; fi
   if [ ! -e "$work/base/.ready" ]; then
     log "debootstrap bookworm (minbase)"
     rm -rf "$work/base"
     debootstrap --variant=minbase bookworm "$work/base" http://deb.debian.org/debian >"$work/base.log"
     touch "$work/base/.ready"
   fi
+  if [ ! -e "$dir/.made" ]; then
+    rm -rf "$dir"
+    cp -a "$work/base" "$dir"
+    rm -f "$dir/.ready"
+    printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+    chmod +x "$dir/usr/sbin/policy-rc.d"
+    echo "postfix postfix/main_mailer_type select No configuration" | chroot "$dir" debconf-set-selections
+    touch "$dir/.made"
+  fi
   log "chroot $name: $*"
-  rm -rf "$dir"
-  cp -a "$work/base" "$dir"
-  rm -f "$dir/.ready"
-  printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
-  chmod +x "$dir/usr/sbin/policy-rc.d"
   cp /etc/resolv.conf "$dir/etc/resolv.conf"
   mount -t proc proc "$dir/proc"
-  echo "postfix postfix/main_mailer_type select No configuration" | chroot "$dir" debconf-set-selections
-  chroot "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >"$work/$name-install.log"
+  chroot "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >"$work/$name-install.log" ||
+    { umount "$dir/proc"; log "apt-get failed in $name: see $work/$name-install.log"; return 1; }
   umount "$dir/proc"
-  touch "$dir/.ready"
+}
+
+kill_chroot() { # every process left running inside the chroot
+  local dir pid
+  dir=$(readlink -f "$work/$1")
+  for pid in /proc/[0-9]*; do
+    [ "$(readlink "$pid/root" 2>/dev/null)" = "$dir" ] && kill "${pid#/proc/}" 2>/dev/null
+  done
+  true
 }
 
 in_chroot() { local dir=$work/$1; shift; chroot "$dir" "$@"; }
@@ -66,7 +77,7 @@ probe_message() { # SCENARIO TO SIZE
 }
 
 # The scenarios every MTA is sent: provider refusals, then the MTA's own situations.
-scenarios() { # prints: SCENARIO|RECIPIENTS|BODY_SIZE
+scenarios() { # MTA; prints: SCENARIO|RECIPIENTS|BODY_SIZE
   python3 - "$here/scenarios.toml" <<'PY'
 import sys, tomllib
 ps = tomllib.load(open(sys.argv[1], "rb"))["provider"]
@@ -85,6 +96,8 @@ print("unreachable|someone@unreachable.test|0")
 PY
   echo "local-unknown|nobody-here@LOCAL|0"
   echo "local-full|fulluser@LOCAL|0"
+  [ "$1" = postfix ] && echo "vacation|vacationer@LOCAL|0"
+  true
 }
 
 send_all() { # MTA SENDMAIL_COMMAND...
@@ -95,7 +108,7 @@ send_all() { # MTA SENDMAIL_COMMAND...
     probe_message "$mta.$scenario" "${rcpts//,/, }" "$size" |
       in_chroot "$mta" "$@" -f "$mta=$scenario@capture.test" ${rcpts//,/ } || log "$mta: $scenario not accepted for sending"
     n=$((n + 1))
-  done < <(scenarios)
+  done < <(scenarios "$mta")
   log "$mta: $n probes handed over"
 }
 
@@ -105,7 +118,7 @@ local_users() { # a user with a full mailbox, for the MTA's local delivery
 
 # --- Postfix --------------------------------------------------------------------------------
 setup_postfix() {
-  chroot_for postfix postfix
+  chroot_for postfix postfix dovecot-core dovecot-sieve
   use_test_dns postfix
   local_users postfix
   local d=$work/postfix
@@ -130,11 +143,31 @@ minimal_backoff_time = 20s
 maximal_backoff_time = 40s
 message_size_limit = 40000
 mailbox_size_limit = 50000
+mailbox_command_maps = hash:/etc/postfix/mailbox_commands
 CF
   # No listener on port 25; nothing in Postfix's own chroot (the DNS must be ours).
   sed -i -E 's/^(smtp +inet .*)$/#\1/' "$d/etc/postfix/master.cf"
   in_chroot postfix postconf -F '*/*/chroot = n'
   in_chroot postfix newaliases
+  # A user away on holiday: Dovecot's LDA delivers, Pigeonhole's vacation answers (once a day).
+  in_chroot postfix sh -c 'id vacationer >/dev/null 2>&1 || useradd -m vacationer'
+  cat >"$d/home/vacationer/.dovecot.sieve" <<'SIEVE'
+require ["vacation"];
+vacation :days 1 :subject "Out of office until 14 December"
+  "Thank you for your message. I am out of the office until 14 December and will read it when I am back.";
+SIEVE
+  rm -rf "$d/home/vacationer/sieve" "$d/home/vacationer/mail" "$d/home/vacationer/.dovecot.svbin"
+  in_chroot postfix sh -c 'chown -R vacationer: /home/vacationer; touch /var/mail/vacationer; chown vacationer:mail /var/mail/vacationer; chmod 660 /var/mail/vacationer'
+  cat >"$d/etc/dovecot/local.conf" <<'DV'
+mail_location = mbox:~/mail:INBOX=/var/mail/%u
+postmaster_address = postmaster@sender.test
+hostname = mta-postfix.sender.test
+protocol lda {
+  mail_plugins = $mail_plugins sieve
+}
+DV
+  echo 'vacationer /usr/lib/dovecot/dovecot-lda -f "$SENDER" -a "$RECIPIENT"' >"$d/etc/postfix/mailbox_commands"
+  in_chroot postfix postmap /etc/postfix/mailbox_commands
   # The mailbox is nearly full: the next message goes over mailbox_size_limit.
   head -c 49000 /dev/zero | tr '\0' 'x' | fold -w 76 | sed '1s/^/From someone Thu Jan  1 00:00:00 2026\n/' >"$d/var/mail/fulluser"
   in_chroot postfix postsuper -d ALL 2>/dev/null || true
@@ -263,7 +296,7 @@ log "receiver"
 python3 -c 'import dnslib' 2>/dev/null || pip install -q dnslib
 python3 "$here/receiver.py" "$here/scenarios.toml" "$out" >"$work/receiver.log" 2>&1 &
 receiver=$!
-trap 'kill $receiver 2>/dev/null; for m in $mtas; do stop_$m 2>/dev/null || true; done' EXIT
+trap 'kill $receiver 2>/dev/null; for m in $mtas; do stop_$m 2>/dev/null || true; kill_chroot $m; done' EXIT
 sleep 1
 
 for m in $mtas; do setup_$m; send_$m; done

@@ -27,6 +27,7 @@ SPECIAL = {
     "unreachable": ("networkerror", False, "nothing listens at the domain's MX until the queue lifetime ends"),
     "local-unknown": ("userunknown", True, "no such local user"),
     "local-full": ("mailboxfull", False, "the local mailbox is over its size limit"),
+    "vacation": ("vacation", False, "Dovecot Pigeonhole's vacation answers for a user away"),
 }
 
 
@@ -89,8 +90,11 @@ def main():
         text = own_text(raw)
         delay = is_delay(text)
         base = re.sub(r"\.\d+$", "", scenario)
-        # An MTA warns again and again while it retries; the first warning is enough.
-        if delay:
+        # An MTA warns again and again while it retries; the first warning is enough. So is
+        # the first auto-reply; a delay of the mail to the one on holiday is no probe of ours.
+        if delay and base == "vacation":
+            continue
+        if delay or base == "vacation":
             if (mta, base) in delays_seen:
                 continue
             delays_seen.add((mta, base))
@@ -99,7 +103,8 @@ def main():
             reason, hard, why = SPECIAL[base]
             if base == "unreachable" and not delay and expiry_said(text):
                 reason = "expired"
-            m = re.search(r"[\w.+=-]+@(mta-\w+\.sender\.test|[\w-]+\.test)", text.split("\n\n", 1)[1])
+            where = text if base == "vacation" else text.split("\n\n", 1)[1]
+            m = re.search(r"[\w.+=-]+@(mta-\w+\.sender\.test|[\w-]+\.test)", where)
             found.append((0, m.group(0) if m else "", dict(
                 family="mta-own", reason=reason, hard=hard, reply=None, source=why)))
         else:
@@ -111,6 +116,7 @@ def main():
         if not found:
             print(f"{name}: no probe recipient named; left out", file=sys.stderr)
             continue
+        kind = "delay" if delay else "autoreply" if base == "vacation" else "bounce"
         ident = f"{mta}-{base}".replace("=", "-") + ("-delay" if delay else "")
         ident = re.sub(r"[^A-Za-z0-9._-]", "_", ident)
         expect = []
@@ -132,7 +138,7 @@ def main():
             "lhost": mta,
             "family": found[0][2]["family"],
             "file": f"emails/{ident}.eml",
-            "kind": "delay" if delay else "bounce",
+            "kind": kind,
             "expect": expect,
             "label_source": "tools/realmta/scenarios.toml: " + found[0][2]["source"],
         })
