@@ -17,6 +17,7 @@ mod report;
 mod rules;
 mod ses;
 mod status;
+mod textset;
 
 use mail_parser::Message;
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use regex::bytes::{RegexSet, RegexSetBuilder};
+use super::textset::{BadPattern, FirstMatch, PatternOptions};
 use serde::Deserialize;
 
 use super::report::BounceReason;
@@ -145,10 +145,11 @@ pub struct BounceRules {
     /// Reason and origin of each `[status.fallback]` entry.
     fallback: HashMap<(u16, u16), (BounceReason, u16)>,
     pseudo: HashMap<BounceReason, u16>,
-    set: RegexSet,
-    /// The reason of each pattern in `set`, in priority order.
+    /// Every text-rule pattern, in priority order: the first that matches decides.
+    texts: FirstMatch,
+    /// The reason of each pattern in `texts`, in priority order.
     pattern_reasons: Vec<BounceReason>,
-    /// Where each pattern in `set` is written: origin, `[[rule]]` number and pattern number
+    /// Where each pattern in `texts` is written: origin, `[[rule]]` number and pattern number
     /// (both from 1), and the pattern itself (compiled alone only to explain a match).
     pattern_sources: Vec<PatternSource>,
     commands: Vec<(SmtpCommand, regex::Regex)>,
@@ -242,7 +243,7 @@ impl BounceRules {
             decisive: HashMap::new(),
             fallback: HashMap::new(),
             pseudo: HashMap::new(),
-            set: RegexSet::empty(),
+            texts: FirstMatch::new(&[], TEXT_OPTIONS).expect("no patterns"),
             pattern_reasons: Vec::new(),
             pattern_sources: Vec::new(),
             commands: Vec::new(),
@@ -354,7 +355,7 @@ impl BounceRules {
                     });
                 }
                 for (pattern_number, pattern) in rule.patterns.iter().enumerate() {
-                    // Checked with the whole set below; one by one only to name a bad one.
+                    // Parsed with the others below, compiled on first use.
                     patterns.push(pattern.clone());
                     rules.pattern_reasons.push(rule.reason);
                     rules.pattern_sources.push(PatternSource {
@@ -375,37 +376,42 @@ impl BounceRules {
         rules.any_command = any_of(&command_phrases)?;
         rules.still_trying = any_of(&still_trying)?;
         rules.temporary = any_of(&temporary)?;
-        // ASCII word boundaries and case folding keep the whole set on the lazy DFA (Unicode
-        // `\b` makes it fall back to the much slower PikeVM on any non-ASCII text); the text is
+        // ASCII word boundaries and case folding keep each pattern on the lazy DFA (Unicode `\b`
+        // makes it fall back to the much slower PikeVM on any non-ASCII text); the text is
         // lower-cased before matching, and non-ASCII literals still match their UTF-8 bytes.
-        rules.set = RegexSetBuilder::new(&patterns)
-            .case_insensitive(patterns.iter().any(|p| has_upper_case_literal(p)))
-            .unicode(false)
-            .size_limit(64 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-            .map_err(|e| {
-                rules
-                    .bad_pattern(&files)
-                    .unwrap_or(RulesError::TooLarge(Box::new(e)))
-            })?;
+        let options = PatternOptions {
+            case_insensitive: patterns.iter().any(|p| has_upper_case_literal(p)),
+            ..TEXT_OPTIONS
+        };
+        rules.texts =
+            FirstMatch::new(&patterns, options).map_err(|bad| rules.bad_pattern(&files, bad))?;
         Ok(rules)
     }
 
-    /// The first text-rule pattern that does not compile on its own, as an error naming it:
-    /// compiling each pattern alone costs as much as the whole set, so it is done only once the
-    /// set has failed.
-    fn bad_pattern(&self, files: &[(String, RulesFile)]) -> Option<RulesError> {
-        self.pattern_sources.iter().find_map(|source| {
-            let error = regex::Regex::new(&source.text).err()?;
-            let (origin, file) = &files[usize::from(source.origin)];
-            let rule = &file.rules[usize::from(source.rule) - 1];
-            Some(RulesError::Pattern {
-                origin: origin.clone(),
+    /// A text-rule pattern that does not parse (or compile), as an error naming its rule.
+    fn bad_pattern(&self, files: &[(String, RulesFile)], bad: BadPattern) -> RulesError {
+        let source = &self.pattern_sources[bad.index];
+        let (origin, file) = &files[usize::from(source.origin)];
+        let rule = &file.rules[usize::from(source.rule) - 1];
+        RulesError::Pattern {
+            origin: origin.clone(),
+            index: usize::from(source.rule) - 1,
+            reason: rule.reason.to_string(),
+            source: Box::new(bad.error),
+        }
+    }
+
+    /// Compiles every text-rule pattern now (they are otherwise compiled on first use): for a
+    /// check at start that none is too large, where the cost of compiling them all is welcome.
+    pub fn compile_all(&self) -> Result<(), RulesError> {
+        self.texts.compile_all().map_err(|bad| {
+            let source = &self.pattern_sources[bad.index];
+            RulesError::Pattern {
+                origin: self.origin(source.origin).to_string(),
                 index: usize::from(source.rule) - 1,
-                reason: rule.reason.to_string(),
-                source: Box::new(error),
-            })
+                reason: self.pattern_reasons[bad.index].to_string(),
+                source: Box::new(bad.error),
+            }
         })
     }
 
@@ -419,14 +425,10 @@ impl BounceRules {
         if text.is_empty() {
             return None;
         }
-        self.set
-            .matches(text.as_bytes())
-            .iter()
-            .next()
-            .map(|pattern| TextMatch {
-                reason: self.pattern_reasons[pattern],
-                pattern,
-            })
+        self.texts.first(text.as_bytes()).map(|pattern| TextMatch {
+            reason: self.pattern_reasons[pattern],
+            pattern,
+        })
     }
 
     /// A text rule's id: `ORIGIN:NAME`, or `ORIGIN:rule.N` for a rule without a name (N counts
@@ -633,6 +635,12 @@ fn excerpt(text: &str, start: usize, end: usize) -> String {
 /// The text is lower-cased before matching, so all-lower-case patterns need no case folding,
 /// which would double the byte classes the DFA tracks; an operator's pattern written with
 /// capitals still matches, with folding on.
+/// How text-rule patterns are compiled (case folding is set from the patterns themselves).
+const TEXT_OPTIONS: PatternOptions = PatternOptions {
+    case_insensitive: false,
+    size_limit: 64 << 20,
+};
+
 fn has_upper_case_literal(pattern: &str) -> bool {
     let mut escaped = false;
     for c in pattern.chars() {
