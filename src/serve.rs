@@ -44,13 +44,26 @@ pub fn init_logging(default_level: &str, format: crate::config::LogFormat) {
 /// # Errors
 /// The rules file cannot be read or is invalid.
 pub fn load_analyzer(config: &Config) -> anyhow::Result<Analyzer> {
+    Ok(Analyzer::new(load_rules(config)?))
+}
+
+fn load_rules(config: &Config) -> anyhow::Result<BounceRules> {
     let mut extensions = Vec::new();
     if let Some(path) = &config.analysis.rules {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read bounce rules {}", path.display()))?;
         extensions.push((path.display().to_string(), text));
     }
-    Ok(Analyzer::new(BounceRules::load(&extensions)?))
+    Ok(BounceRules::load(&extensions)?)
+}
+
+/// [`load_analyzer`] for the gateway, which runs for long: every text-rule pattern is compiled
+/// now (they are otherwise compiled on first use), so that one too large to compile stops the
+/// start instead of never matching.
+fn load_analyzer_compiled(config: &Config) -> anyhow::Result<Analyzer> {
+    let rules = load_rules(config)?;
+    rules.compile_all()?;
+    Ok(Analyzer::new(rules))
 }
 
 /// Runs the gateway until SIGTERM or SIGINT: opens the store, starts the inbound and relay
@@ -114,7 +127,7 @@ impl Gateway {
             service,
             Arc::new(upstream),
             bounces,
-            Arc::new(load_analyzer(&config)?),
+            Arc::new(load_analyzer_compiled(&config)?),
             config.clone(),
             queued,
             dkim,
@@ -195,7 +208,7 @@ async fn start_inbound(
     store: &Store,
     keys: TokenKeys,
 ) -> anyhow::Result<(ServerHandle, Arc<InboundSink>)> {
-    let analyzer = load_analyzer(config)?;
+    let analyzer = load_analyzer_compiled(config)?;
     let inbound = &config.inbound;
     let tls = tls_pair(&inbound.tls_certificate, &inbound.tls_key, "inbound")?;
     let hostname = inbound

@@ -801,6 +801,17 @@ mod tests {
             "{words}"
         );
 
+        // A pattern that parses but is too large to compile: found when the gateway compiles
+        // every pattern at start (classify compiles each on first use).
+        let huge = (
+            "huge.toml".to_string(),
+            "[[rule]]\nreason = \"blocked\"\npatterns = [\"fine\", \"(?:(?:[a-z]{1000}){100}){10}\"]\n"
+                .to_string(),
+        );
+        let rules = BounceRules::load(&[huge]).unwrap();
+        let error = rules.compile_all().unwrap_err().to_string();
+        assert!(error.contains("huge.toml: rule 0 (blocked)"), "{error}");
+
         for (text, expected) in [
             (
                 "[[rule]]\nreason = \"nonsense\"\npatterns = []\n",
