@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-creates tests/corpus/realmta: real bounces from real MTAs, labelled by what the refusal means.
 #
-#   sudo tools/realmta/generate.sh [WORK_DIR] [MTA...]     (MTAs: postfix exim sendmail opensmtpd)
+#   sudo tools/realmta/generate.sh [WORK_DIR] [MTA...]   (MTAs: postfix exim sendmail opensmtpd courier)
 #
 # Needs root, debootstrap and Debian's mirror; not part of CI (takes about 15 minutes). Each MTA
 # is installed from Debian's packages in its own debootstrap chroot under WORK_DIR (default
@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 work=${1:-/var/tmp/realmta}
 shift || true
-mtas=${*:-postfix exim sendmail opensmtpd}
+mtas=${*:-postfix exim sendmail opensmtpd courier}
 out=$work/captured
 rm -rf "$out"
 mkdir -p "$work" "$out"
@@ -290,6 +290,35 @@ stop_opensmtpd() {
   umount "$work/opensmtpd/proc" 2>/dev/null || true
 }
 send_opensmtpd() { send_all opensmtpd /usr/sbin/sendmail -i; }
+
+# --- Courier --------------------------------------------------------------------------------
+setup_courier() {
+  chroot_for courier courier-mta
+  use_test_dns courier
+  local c=$work/courier/etc/courier
+  echo mta-courier.sender.test >"$c/me"
+  echo sender.test >"$c/defaultdomain"
+  printf 'mta-courier.sender.test\nlocalhost\n' >"$c/locals"
+  # A short life and quick retries, so that deferrals end in a bounce within minutes.
+  echo 4m >"$c/queuetime"
+  echo 1m >"$c/warntime"
+  echo 20s >"$c/retryalpha"
+  echo 1 >"$c/retrybeta"
+  echo 20s >"$c/retrygamma"
+  echo 1 >"$c/retrymaxdelta"
+  sed -i 's/^ESMTP_USE_STARTTLS=1/ESMTP_USE_STARTTLS=0/; s/^ESMTP_PREFER_IPV6_MX=1/ESMTP_PREFER_IPV6_MX=0/' "$c/courierd"
+  rm -rf "$work/courier/var/lib/courier/msgq"/* "$work/courier/var/lib/courier/msgs"/* 2>/dev/null || true
+  mount -t proc proc "$work/courier/proc" 2>/dev/null || true
+  in_chroot courier sh -c 'makealiases; authdaemond start; courier start'
+}
+stop_courier() {
+  in_chroot courier courier stop 2>/dev/null || true
+  in_chroot courier authdaemond stop 2>/dev/null || true
+  sleep 1
+  kill_chroot courier
+  umount "$work/courier/proc" 2>/dev/null || true
+}
+send_courier() { send_all courier /usr/sbin/sendmail; }
 
 # --- run ------------------------------------------------------------------------------------
 log "receiver"
