@@ -170,7 +170,6 @@ struct PatternSource {
     /// The rule's name, if it has one.
     name: Option<String>,
     pattern: u16,
-    text: String,
 }
 
 /// A text rule that matched: its reason, and which pattern (for [`BounceRules::text_rule_id`]).
@@ -243,7 +242,7 @@ impl BounceRules {
             decisive: HashMap::new(),
             fallback: HashMap::new(),
             pseudo: HashMap::new(),
-            texts: FirstMatch::new(&[], TEXT_OPTIONS).expect("no patterns"),
+            texts: FirstMatch::new(Vec::new(), TEXT_OPTIONS).expect("no patterns"),
             pattern_reasons: Vec::new(),
             pattern_sources: Vec::new(),
             commands: Vec::new(),
@@ -363,7 +362,6 @@ impl BounceRules {
                         rule: u16::try_from(index + 1).unwrap_or(u16::MAX),
                         name: rule.name.clone(),
                         pattern: u16::try_from(pattern_number + 1).unwrap_or(u16::MAX),
-                        text: pattern.clone(),
                     });
                 }
             }
@@ -383,20 +381,17 @@ impl BounceRules {
             case_insensitive: patterns.iter().any(|p| has_upper_case_literal(p)),
             ..TEXT_OPTIONS
         };
-        rules.texts =
-            FirstMatch::new(&patterns, options).map_err(|bad| rules.bad_pattern(&files, bad))?;
+        rules.texts = FirstMatch::new(patterns, options).map_err(|bad| rules.pattern_error(bad))?;
         Ok(rules)
     }
 
-    /// A text-rule pattern that does not parse (or compile), as an error naming its rule.
-    fn bad_pattern(&self, files: &[(String, RulesFile)], bad: BadPattern) -> RulesError {
+    /// A text-rule pattern that does not parse or compile, as an error naming its rule.
+    fn pattern_error(&self, bad: BadPattern) -> RulesError {
         let source = &self.pattern_sources[bad.index];
-        let (origin, file) = &files[usize::from(source.origin)];
-        let rule = &file.rules[usize::from(source.rule) - 1];
         RulesError::Pattern {
-            origin: origin.clone(),
+            origin: self.origin(source.origin).to_string(),
             index: usize::from(source.rule) - 1,
-            reason: rule.reason.to_string(),
+            reason: self.pattern_reasons[bad.index].to_string(),
             source: Box::new(bad.error),
         }
     }
@@ -404,15 +399,9 @@ impl BounceRules {
     /// Compiles every text-rule pattern now (they are otherwise compiled on first use): for a
     /// check at start that none is too large, where the cost of compiling them all is welcome.
     pub fn compile_all(&self) -> Result<(), RulesError> {
-        self.texts.compile_all().map_err(|bad| {
-            let source = &self.pattern_sources[bad.index];
-            RulesError::Pattern {
-                origin: self.origin(source.origin).to_string(),
-                index: usize::from(source.rule) - 1,
-                reason: self.pattern_reasons[bad.index].to_string(),
-                source: Box::new(bad.error),
-            }
-        })
+        self.texts
+            .compile_all()
+            .map_err(|bad| self.pattern_error(bad))
     }
 
     /// The reason the first matching text rule gives, if any.
@@ -445,8 +434,9 @@ impl BounceRules {
     /// rule, its pattern, and the matched words with a little of the text around them.
     pub fn explain_text_match(&self, pattern: usize, text: &str) -> String {
         let source = &self.pattern_sources[pattern];
-        let found = regex::RegexBuilder::new(&source.text)
-            .case_insensitive(has_upper_case_literal(&source.text))
+        let written = self.texts.source(pattern);
+        let found = regex::RegexBuilder::new(written)
+            .case_insensitive(has_upper_case_literal(written))
             .build()
             .ok()
             .and_then(|regex| regex.find(text).map(|m| excerpt(text, m.start(), m.end())));
@@ -466,7 +456,7 @@ impl BounceRules {
                 .unwrap_or_default(),
             self.pattern_reasons[pattern],
             source.pattern,
-            source.text,
+            written,
             found.unwrap_or_else(|| "(no longer found)".into())
         )
     }

@@ -24,7 +24,8 @@ pub(crate) struct PatternOptions {
 #[derive(Debug, Clone)]
 pub(crate) struct FirstMatch {
     sources: Vec<String>,
-    compiled: Vec<OnceLock<Option<Regex>>>,
+    /// Each pattern compiled on its own, once, when first needed (or the compiler's error).
+    compiled: Vec<OnceLock<Result<Regex, regex::Error>>>,
     options: PatternOptions,
     prefilter: AhoCorasick,
     /// For each prefilter literal, the patterns it may start.
@@ -42,7 +43,7 @@ pub(crate) struct BadPattern {
 
 impl FirstMatch {
     /// Parses every pattern (a syntax error names the first bad one) and builds the prefilter.
-    pub fn new(patterns: &[String], options: PatternOptions) -> Result<Self, BadPattern> {
+    pub fn new(patterns: Vec<String>, options: PatternOptions) -> Result<Self, BadPattern> {
         let words = patterns.len().div_ceil(64);
         let mut always = vec![0u64; words];
         let mut literals: Vec<Vec<u8>> = Vec::new();
@@ -96,8 +97,8 @@ impl FirstMatch {
                 error: regex::Error::Syntax(e.to_string()),
             })?;
         Ok(FirstMatch {
-            sources: patterns.to_vec(),
             compiled: patterns.iter().map(|_| OnceLock::new()).collect(),
+            sources: patterns,
             options,
             prefilter,
             literal_patterns,
@@ -107,6 +108,11 @@ impl FirstMatch {
 
     pub fn len(&self) -> usize {
         self.sources.len()
+    }
+
+    /// Pattern `index` as written.
+    pub fn source(&self, index: usize) -> &str {
+        &self.sources[index]
     }
 
     /// The lowest-index pattern that matches `text`, if any.
@@ -121,7 +127,7 @@ impl FirstMatch {
             while word != 0 {
                 let index = word_index * 64 + word.trailing_zeros() as usize;
                 word &= word - 1;
-                if self.regex(index).is_some_and(|r| r.is_match(text)) {
+                if self.regex(index).as_ref().is_ok_and(|r| r.is_match(text)) {
                     return Some(index);
                 }
             }
@@ -129,36 +135,28 @@ impl FirstMatch {
         None
     }
 
-    /// The pattern compiled on its own (once); `None` only if it is too large to compile.
-    fn regex(&self, index: usize) -> Option<&Regex> {
-        self.compiled[index]
-            .get_or_init(|| {
-                RegexBuilder::new(&self.sources[index])
-                    .case_insensitive(self.options.case_insensitive)
-                    .unicode(false)
-                    .size_limit(self.options.size_limit)
-                    .dfa_size_limit(self.options.size_limit)
-                    .build()
-                    .ok()
-            })
-            .as_ref()
+    /// The pattern compiled on its own (once); an error only if it is too large to compile,
+    /// and then it never matches.
+    fn regex(&self, index: usize) -> &Result<Regex, regex::Error> {
+        self.compiled[index].get_or_init(|| {
+            RegexBuilder::new(&self.sources[index])
+                .case_insensitive(self.options.case_insensitive)
+                .unicode(false)
+                .size_limit(self.options.size_limit)
+                .dfa_size_limit(self.options.size_limit)
+                .build()
+        })
     }
 
     /// Compiles every pattern now: the first that does not compile (too large), if any.
     pub fn compile_all(&self) -> Result<(), BadPattern> {
-        for index in 0..self.len() {
-            if self.regex(index).is_none() {
-                let built = RegexBuilder::new(&self.sources[index])
-                    .case_insensitive(self.options.case_insensitive)
-                    .unicode(false)
-                    .size_limit(self.options.size_limit)
-                    .build();
-                if let Err(error) = built {
-                    return Err(BadPattern { index, error });
-                }
-            }
-        }
-        Ok(())
+        (0..self.len()).try_for_each(|index| match self.regex(index) {
+            Ok(_) => Ok(()),
+            Err(error) => Err(BadPattern {
+                index,
+                error: error.clone(),
+            }),
+        })
     }
 }
 
@@ -180,7 +178,7 @@ mod tests {
             .into_iter()
             .map(String::from)
             .collect();
-        let first = FirstMatch::new(&patterns, options()).unwrap();
+        let first = FirstMatch::new(patterns.clone(), options()).unwrap();
         assert_eq!(first.first(b"550 user unknown"), Some(0));
         assert_eq!(first.first(b"unknown host"), Some(1));
         assert_eq!(first.first(b"the mailbox is full"), Some(2));
@@ -192,7 +190,7 @@ mod tests {
     #[test]
     fn a_bad_pattern_is_named() {
         let patterns = vec!["fine".to_string(), "(unclosed".to_string()];
-        let bad = FirstMatch::new(&patterns, options()).unwrap_err();
+        let bad = FirstMatch::new(patterns.clone(), options()).unwrap_err();
         assert_eq!(bad.index, 1);
     }
 
@@ -215,7 +213,7 @@ mod tests {
             .size_limit(64 << 20)
             .build()
             .unwrap();
-        let first = FirstMatch::new(&patterns, options()).unwrap();
+        let first = FirstMatch::new(patterns.clone(), options()).unwrap();
         let mut texts: Vec<String> = patterns
             .iter()
             .map(|p| p.replace(['\\', '(', ')', '?', ':', '[', ']', '|', '*', '+'], " "))

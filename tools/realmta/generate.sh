@@ -116,6 +116,11 @@ local_users() { # a user with a full mailbox, for the MTA's local delivery
   in_chroot "$1" sh -c 'id fulluser >/dev/null 2>&1 || useradd -m fulluser; touch /var/mail/fulluser; chown fulluser:mail /var/mail/fulluser; chmod 660 /var/mail/fulluser'
 }
 
+nearly_full_mailbox() { # MTA: fulluser's mbox holds 49,000 bytes, just under a 50,000 limit
+  head -c 49000 /dev/zero | tr '\0' 'x' | fold -w 76 |
+    sed '1s/^/From someone Thu Jan  1 00:00:00 2026\n/' >"$work/$1/var/mail/fulluser"
+}
+
 # --- Postfix --------------------------------------------------------------------------------
 setup_postfix() {
   chroot_for postfix postfix dovecot-core dovecot-sieve
@@ -168,8 +173,7 @@ protocol lda {
 DV
   echo 'vacationer /usr/lib/dovecot/dovecot-lda -f "$SENDER" -a "$RECIPIENT"' >"$d/etc/postfix/mailbox_commands"
   in_chroot postfix postmap /etc/postfix/mailbox_commands
-  # The mailbox is nearly full: the next message goes over mailbox_size_limit.
-  head -c 49000 /dev/zero | tr '\0' 'x' | fold -w 76 | sed '1s/^/From someone Thu Jan  1 00:00:00 2026\n/' >"$d/var/mail/fulluser"
+  nearly_full_mailbox postfix # the next message goes over mailbox_size_limit
   in_chroot postfix postsuper -d ALL 2>/dev/null || true
   in_chroot postfix postfix start
 }
@@ -222,7 +226,7 @@ local_delivery:
 begin retry
 *   *   F,4m,20s
 CF
-  head -c 49000 /dev/zero | tr '\0' 'x' | fold -w 76 | sed '1s/^/From someone Thu Jan  1 00:00:00 2026\n/' >"$work/exim/var/mail/fulluser"
+  nearly_full_mailbox exim # the next message goes over the transport's quota
   rm -rf "$work/exim/var/spool/exim4/input" "$work/exim/var/spool/exim4/db"
   # The queue runner, for retries and delay warnings (no daemon: nothing listens).
   (while sleep 15; do in_chroot exim /usr/sbin/exim4 -q; done) &
