@@ -22,19 +22,40 @@ use crate::upstream::LettreUpstream;
 
 /// Logs go to standard error, for people or as JSON lines (`log.format`); `RUST_LOG` overrides
 /// the level. Colour only when standard error is a terminal.
+///
+/// `RUST_LOG` takes a level (`debug`) or targets with levels (`info,bouncegate::relay=trace`);
+/// an unreadable value is reported and the default level kept. It is read by
+/// `tracing-subscriber`'s `Targets` filter rather than `EnvFilter`: `EnvFilter`'s span-field
+/// filters pull in a regex feature (full DFAs built at every compile) that tripled the time the
+/// bounce rules took to compile (BENCHMARKS.md).
 pub fn init_logging(default_level: &str, format: crate::config::LogFormat) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fallback = || {
+        default_level
+            .parse::<Targets>()
+            .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => value.parse::<Targets>().unwrap_or_else(|error| {
+            eprintln!(
+                "warning: RUST_LOG={value:?} is not a log filter ({error}); using {default_level:?}"
+            );
+            fallback()
+        }),
+        _ => fallback(),
+    };
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
+    let registry = tracing_subscriber::registry().with(filter);
     // A closed or full standard error must not take the server down.
     let _ = match format {
-        crate::config::LogFormat::Json => builder.json().try_init(),
-        crate::config::LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
+        crate::config::LogFormat::Json => registry.with(layer.json()).try_init(),
+        crate::config::LogFormat::Human => registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
             .try_init(),
     };
 }

@@ -378,6 +378,29 @@ fn serve_runs_on_the_embedded_default_and_stops_on_sigterm() {
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
 
+/// `RUST_LOG` sets the log filter; a value that is no filter is named on standard error and the
+/// command still runs on the default level.
+#[test]
+fn an_unreadable_rust_log_is_reported_and_the_command_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("a.eml");
+    std::fs::write(&mail, "From: a@example.org\nSubject: hi\n\nhello\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bouncegate"))
+        .args(["classify", "--json"])
+        .arg(&mail)
+        .env_remove("BOUNCEGATE_CONFIG")
+        .env("RUST_LOG", "bouncegate=[")
+        .output()
+        .unwrap();
+    expect_exit(&output, 0, "classify with a bad RUST_LOG");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("RUST_LOG=\"bouncegate=[\" is not a log filter"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("\"kind\":\"other\""));
+}
+
 /// `classify --json`: one line per mail with the contract's fields, folders read recursively,
 /// a mailbox file read mail by mail; exit 0 when some mails are `other`, 2 when a path is
 /// unreadable.
