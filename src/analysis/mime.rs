@@ -319,48 +319,78 @@ pub fn original_of(message: &Message<'_>) -> OriginalMessage {
 /// Text of an HTML part: tags dropped, block ends as line breaks, common entities decoded.
 pub fn strip_html(html: &str) -> String {
     let mut out = String::with_capacity(html.len() / 2);
-    let mut in_tag = false;
-    let mut tag = String::new();
     let mut skip_depth = 0u32;
-    for c in html.chars() {
-        if in_tag {
-            if c == '>' {
-                in_tag = false;
-                let name: String = tag
-                    .trim_start_matches('/')
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric())
-                    .collect();
-                let name = name.to_ascii_lowercase();
-                if matches!(name.as_str(), "script" | "style" | "head") {
-                    if tag.starts_with('/') {
-                        skip_depth = skip_depth.saturating_sub(1);
-                    } else {
-                        skip_depth += 1;
-                    }
-                }
-                if matches!(
-                    name.as_str(),
-                    "br" | "p" | "div" | "tr" | "li" | "h1" | "h2" | "h3" | "table"
-                ) {
-                    out.push('\n');
-                }
-                tag.clear();
-            } else if tag.len() < 64 {
-                tag.push(c);
+    let mut rest = html;
+    // `<` and `>` are ASCII, so they never occur inside a multi-byte character: the text between
+    // tags is copied in slices.
+    while let Some(open) = rest.find('<') {
+        if skip_depth == 0 {
+            out.push_str(&rest[..open]);
+        }
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('>') else {
+            // An unclosed tag runs to the end.
+            return decoded(out);
+        };
+        let tag = &after[..close];
+        let closing = tag.starts_with('/');
+        let name_start = tag.trim_start_matches('/');
+        let name_len = name_start
+            .bytes()
+            .take_while(u8::is_ascii_alphanumeric)
+            .count();
+        let name = &name_start[..name_len];
+        let is = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+        if is(&["script", "style", "head"]) {
+            if closing {
+                skip_depth = skip_depth.saturating_sub(1);
+            } else {
+                skip_depth += 1;
             }
-        } else if c == '<' {
-            in_tag = true;
-        } else if skip_depth == 0 {
-            out.push(c);
+        }
+        if is(&["br", "p", "div", "tr", "li", "h1", "h2", "h3", "table"]) {
+            out.push('\n');
+        }
+        rest = &after[close + 1..];
+    }
+    if skip_depth == 0 {
+        out.push_str(rest);
+    }
+    decoded(out)
+}
+
+/// `text` with the common HTML entities decoded (`&nbsp;`, `&lt;`, `&gt;`, `&quot;`, `&#39;`,
+/// `&amp;`; an `&amp;lt;` stays `&lt;`), in one pass.
+fn decoded(text: String) -> String {
+    if !text.contains('&') {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    const ENTITIES: [(&str, &str); 6] = [
+        ("&nbsp;", " "),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#39;", "'"),
+        ("&amp;", "&"),
+    ];
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let from = &rest[at..];
+        match ENTITIES.iter().find(|(entity, _)| from.starts_with(entity)) {
+            Some((entity, decoded)) => {
+                out.push_str(decoded);
+                rest = &from[entity.len()..];
+            }
+            None => {
+                out.push('&');
+                rest = &from[1..];
+            }
         }
     }
-    out.replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -374,5 +404,13 @@ mod tests {
         assert!(text.contains("Delivery to a@example.org failed:"), "{text}");
         assert!(text.contains("550 <a@example.org> unknown"), "{text}");
         assert!(!text.contains("p{}"));
+        // Entities are decoded once: an escaped entity stays as text.
+        assert_eq!(
+            strip_html("a &amp;lt; b&nbsp;&quot;c&#39;"),
+            "a &lt; b \"c'"
+        );
+        // An unclosed tag hides the rest; a block tag ends a line.
+        assert_eq!(strip_html("x<br>y<span"), "x\ny");
+        assert_eq!(strip_html("<SCRIPT>var a;</Script>ok"), "ok");
     }
 }

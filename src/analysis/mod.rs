@@ -897,14 +897,17 @@ fn looks_like_bounce(message: &Message<'_>, parts: &MailParts, weak: bool) -> bo
         .expect("valid")
     });
     // The first 4 KiB, cut where a character starts (the text may be in any script).
-    let head = &parts.human_text[..parts.human_text.floor_char_boundary(4096)];
-    let body_says = weak && BODY.is_match(head);
-    from_system
+    let body_says = || {
+        let head = &parts.human_text[..parts.human_text.floor_char_boundary(4096)];
+        BODY.is_match(head)
+    };
+    // Cheapest evidence first; the body's words are read only when nothing else tells.
+    parts.is_report
+        || from_system
         || (weak && null_sender)
-        || body_says
-        || parts.is_report
-        || message.subject().is_some_and(|s| SUBJECT.is_match(s))
         || message.header_raw("X-Failed-Recipients").is_some()
+        || message.subject().is_some_and(|s| SUBJECT.is_match(s))
+        || (weak && body_says())
 }
 
 #[cfg(test)]

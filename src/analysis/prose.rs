@@ -194,7 +194,11 @@ pub fn clean_within(text: &str, limit: usize) -> String {
     let trimmed = joined.trim_matches(|c: char| {
         c == '<' || c == '>' || c == ':' || c == ',' || c == ';' || c == '"' || c.is_whitespace()
     });
-    let mut out = trimmed.replace("<>", "").replace("< >", "");
+    let mut out = if trimmed.contains("<>") || trimmed.contains("< >") {
+        trimmed.replace("<>", "").replace("< >", "")
+    } else {
+        trimmed.to_string()
+    };
     if out.len() > limit {
         let mut end = limit;
         while !out.is_char_boundary(end) {
