@@ -187,8 +187,15 @@ impl Analyzer {
         let recipients: Vec<RecipientReport> = parts
             .dsn_texts
             .iter()
-            .flat_map(|text| dsn::parse(text).recipients)
-            .map(|r| {
+            .flat_map(|text| {
+                let report = dsn::parse(text);
+                let reporting_mta = report.reporting_mta;
+                report
+                    .recipients
+                    .into_iter()
+                    .map(move |r| (reporting_mta.clone(), r))
+            })
+            .map(|(reporting_mta, r)| {
                 let address = r.address().unwrap_or_default().to_string();
                 let mut diagnostic = r.diagnostic.clone().unwrap_or_default();
                 if diagnostic.is_empty() || StatusCode::find(&diagnostic).is_none() {
@@ -208,6 +215,7 @@ impl Analyzer {
                         status: r.status.as_deref(),
                         diagnostic: &diagnostic,
                         remote_mta: r.remote_mta.as_deref().unwrap_or(""),
+                        reporting_mta: reporting_mta.as_deref().unwrap_or(""),
                         local_mailer: r.fields.iter().any(|(name, value)| {
                             name == "diagnostic-code"
                                 && value
@@ -315,6 +323,7 @@ impl Analyzer {
                         status: None,
                         diagnostic: &diagnostic,
                         remote_mta: "",
+                        reporting_mta: "",
                         local_mailer: false,
                     },
                     &parts.human_text,
@@ -467,6 +476,24 @@ impl Analyzer {
                     );
                 }
             }
+            // The reporting MTA's own verdict (no remote answered) that a domain it is itself
+            // part of cannot be routed: the domain exists, the mailbox in it does not (Exim's
+            // "Unrouteable address" for an unknown local user).
+            if reason == BounceReason::HostUnknown
+                && permanent
+                && reply_code.is_none()
+                && finding.remote_mta.is_empty()
+                && is_own_domain(&finding.address, finding.reporting_mta)
+            {
+                reason = BounceReason::UserUnknown;
+                rule.push_str("+analyser:own_domain");
+                if self.explain {
+                    explanation.push(format!(
+                        "the reporting MTA ({}) could not route an address in its own domain: userunknown",
+                        finding.reporting_mta
+                    ));
+                }
+            }
             if self.rules.depends_on_stage(reason) {
                 let command = stage.get_or_init(|| {
                     self.stage_of(&diagnostic, context, &finding.address, reply_code)
@@ -608,6 +635,7 @@ impl Analyzer {
                     status: None,
                     diagnostic: &text,
                     remote_mta: "",
+                    reporting_mta: "",
                     local_mailer: false,
                 },
                 "",
@@ -655,6 +683,7 @@ impl Analyzer {
                         status: r.status.as_deref(),
                         diagnostic: &r.diagnostic,
                         remote_mta: "",
+                        reporting_mta: "",
                         local_mailer: false,
                     },
                     "",
@@ -783,6 +812,24 @@ fn transcript_command(text: &str, address: &str) -> Option<SmtpCommand> {
     None
 }
 
+/// Whether an address's domain is the reporting MTA's host name or a domain that name lies in
+/// (`user@example.org` reported by `mx1.example.org`).
+fn is_own_domain(address: &str, reporting_mta: &str) -> bool {
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.');
+    let host = reporting_mta.trim().trim_end_matches('.');
+    // A domain of one label ("localhost", "com") says nothing of whose it is.
+    if domain.is_empty() || !domain.contains('.') || host.is_empty() {
+        return false;
+    }
+    host.eq_ignore_ascii_case(domain)
+        || (host.len() > domain.len()
+            && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+            && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain))
+}
+
 /// What the analyser found about one recipient, before classification.
 struct Finding<'a> {
     address: String,
@@ -790,6 +837,8 @@ struct Finding<'a> {
     status: Option<&'a str>,
     diagnostic: &'a str,
     remote_mta: &'a str,
+    /// The DSN's Reporting-MTA (its name, type stripped), empty when there is none.
+    reporting_mta: &'a str,
     /// The DSN's Diagnostic-Code is of type `X-Unix`: a local delivery program's exit status.
     local_mailer: bool,
 }
