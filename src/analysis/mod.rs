@@ -198,6 +198,23 @@ impl Analyzer {
             .map(|(reporting_mta, r)| {
                 let address = r.address().unwrap_or_default().to_string();
                 let mut diagnostic = r.diagnostic.clone().unwrap_or_default();
+                // A multi-line reply's first line states the refusal; the lines after it (only
+                // in the transcript, for Sendmail) are read when it says nothing specific.
+                if let Some(whole) = prose::whole_reply(&diagnostic, &parts.human_text) {
+                    let first = self
+                        .rules
+                        .match_text_rule(&rule_text(&prose::clean(&diagnostic)));
+                    if first.is_none_or(|m| {
+                        matches!(
+                            m.reason,
+                            BounceReason::SystemError
+                                | BounceReason::OnHold
+                                | BounceReason::Undefined
+                        )
+                    }) {
+                        diagnostic = whole;
+                    }
+                }
                 if diagnostic.is_empty() || StatusCode::find(&diagnostic).is_none() {
                     let from_text = prose_diagnostic(&parts.human_text, &address);
                     if !from_text.is_empty() && !diagnostic.contains(&from_text) {
@@ -778,7 +795,7 @@ fn choose_status(field: Option<StatusCode>, diagnostic: &str) -> Option<StatusCo
 }
 
 /// In a session transcript (`>>> DATA` / `<<< 550 … <address>…`), the command the recipient's
-/// error answered.
+/// error answered; `Connect` when the server refused before any command was sent.
 fn transcript_command(text: &str, address: &str) -> Option<SmtpCommand> {
     let address = address.to_ascii_lowercase();
     let local = address
@@ -787,9 +804,11 @@ fn transcript_command(text: &str, address: &str) -> Option<SmtpCommand> {
         .filter(|l| !l.is_empty())
         .map(|l| format!("{l}@"));
     let mut last = None;
+    let (mut seen_command, mut refused) = (false, false);
     for line in text.lines() {
         let trimmed = line.trim_start();
         if let Some(command) = trimmed.strip_prefix(">>>") {
+            seen_command = true;
             let word = command
                 .trim_start()
                 .get(..4)
@@ -802,14 +821,16 @@ fn transcript_command(text: &str, address: &str) -> Option<SmtpCommand> {
                 "HELO" | "EHLO" => Some(SmtpCommand::Connect),
                 _ => last,
             };
-        } else if trimmed.starts_with("<<<") {
+        } else if let Some(reply) = trimmed.strip_prefix("<<<") {
+            refused |= matches!(reply.trim_start().as_bytes().first(), Some(b'4' | b'5'));
             let lower = trimmed.to_ascii_lowercase();
             if lower.contains(&address) || local.as_deref().is_some_and(|l| lower.contains(l)) {
                 return last;
             }
         }
     }
-    None
+    // Refused, and no command was ever sent: the server's greeting refused the client.
+    (refused && !seen_command).then_some(SmtpCommand::Connect)
 }
 
 /// Whether an address's domain is the reporting MTA's host name or a domain that name lies in

@@ -169,6 +169,45 @@ pub fn transcript_lines(text: &str, address: &str) -> String {
     clean(&out)
 }
 
+/// A diagnostic that is only the first line of a multi-line reply (`554-...`; Sendmail's
+/// Diagnostic-Code keeps no more), completed from the session transcript that quotes the whole
+/// reply (`<<< 554-...`, `<<< 554 ...`). `None` when it is not such a line or the transcript
+/// does not hold it.
+pub fn whole_reply(diagnostic: &str, text: &str) -> Option<String> {
+    /// Continuation lines taken at most: replies are a few lines; a runaway one stops here.
+    const MAX_LINES: usize = 16;
+    let first = diagnostic.trim();
+    let b = first.as_bytes();
+    if !(b.len() > 4
+        && matches!(b[0], b'4' | b'5')
+        && b[1].is_ascii_digit()
+        && b[2].is_ascii_digit()
+        && b[3] == b'-')
+    {
+        return None;
+    }
+    let code = &first[..3];
+    fn quoted(line: &str) -> &str {
+        let line = line.trim();
+        line.strip_prefix("<<<").map_or(line, str::trim_start)
+    }
+    let mut lines = text.lines();
+    lines.find(|line| quoted(line) == first)?;
+    let mut out = first.to_string();
+    for line in lines.take(MAX_LINES) {
+        let line = quoted(line);
+        let Some(rest) = line.strip_prefix(code) else {
+            break;
+        };
+        out.push(' ');
+        out.push_str(line);
+        if !rest.starts_with('-') {
+            break;
+        }
+    }
+    (out.len() > first.len()).then_some(out)
+}
+
 /// Collapses white space and trims the punctuation left around a removed address; keeps at
 /// most [`MAX_DIAGNOSTIC`] bytes.
 pub fn clean(text: &str) -> String {
@@ -222,6 +261,19 @@ mod tests {
 
     fn none(_: &str) -> bool {
         false
+    }
+
+    #[test]
+    fn a_first_line_is_completed_from_the_transcript() {
+        let transcript = "... while talking to mx.example.net.:\n>>> RCPT To:<a@example.net>\n<<< 550-5.7.1 First line\n<<< 550-5.7.1 second line\n<<< 550 5.7.1 last line\n<<< 250 2.0.0 ok\n554 5.0.0 Service unavailable\n";
+        assert_eq!(
+            whole_reply("550-5.7.1 First line", transcript).as_deref(),
+            Some("550-5.7.1 First line 550-5.7.1 second line 550 5.7.1 last line")
+        );
+        // A whole reply, a line the transcript does not hold, and no transcript: left alone.
+        assert_eq!(whole_reply("550 5.7.1 last line", transcript), None);
+        assert_eq!(whole_reply("550-5.7.1 Another line", transcript), None);
+        assert_eq!(whole_reply("550-5.7.1 First line", ""), None);
     }
 
     #[test]
