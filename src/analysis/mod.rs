@@ -493,6 +493,24 @@ impl Analyzer {
                     );
                 }
             }
+            // A null MX is the sending MTA's own finding in DNS (RFC 7505); a remote server that
+            // answers it "does not accept mail" refuses this sender, unless it gives a null-MX
+            // code (X.1.10, X.7.27, qmail's X.4.4) or names the null MX.
+            if reason == BounceReason::NotAccept
+                && reply_code.is_some()
+                && !status
+                    .is_some_and(|s| matches!((s.subject, s.detail), (1, 10) | (4, 4) | (7, 27)))
+                && !names_null_mx(&diagnostic)
+            {
+                reason = BounceReason::Blocked;
+                rule.push_str("+analyser:remote_refusal");
+                if self.explain {
+                    explanation.push(
+                        "a remote server's refusal (a reply code, no null-MX code or words) is no null MX: blocked"
+                            .into(),
+                    );
+                }
+            }
             // The reporting MTA's own verdict (no remote answered) that a domain it is itself
             // part of cannot be routed: the domain exists, the mailbox in it does not (Exim's
             // "Unrouteable address" for an unknown local user).
@@ -831,6 +849,12 @@ fn transcript_command(text: &str, address: &str) -> Option<SmtpCommand> {
     }
     // Refused, and no command was ever sent: the server's greeting refused the client.
     (refused && !seen_command).then_some(SmtpCommand::Connect)
+}
+
+/// Whether a diagnostic names a null MX ("nullMX", "null MX", the record "MX 0 .").
+fn names_null_mx(diagnostic: &str) -> bool {
+    let lower = diagnostic.to_ascii_lowercase();
+    lower.contains("nullmx") || lower.contains("null mx") || lower.contains("mx 0 .")
 }
 
 /// Whether an address's domain is the reporting MTA's host name or a domain that name lies in
