@@ -9,6 +9,7 @@
 #
 #   benches/api.sh                      # SUPPRESSIONS=1000000 FILTER=1000000 DURATION=20
 #   ONLY=check benches/api.sh           # the check runs only
+#   RATE="10000 20000" ONLY=check ...   # the fixed-rate run at each rate, one server
 # Needs wrk (Debian package wrk), curl and python3; oha (cargo install oha) for the fixed-rate run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,11 +88,13 @@ wrk -t2 -c50 -d5s -s "$work/check.lua" "http://127.0.0.1:$PORT" > /dev/null
 wrk -t2 -c50 -d"${DURATION}s" --latency -s "$work/check.lua" "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|Socket|Non-2xx"
 
 if command -v oha >/dev/null 2>&1; then
-    echo "GET /v1/check at a fixed $RATE requests/s, 50 connections, ${DURATION}s (oha, latency corrected)"
-    oha --no-tui -z "${DURATION}s" -c 50 -q "$RATE" --latency-correction \
-        -H "Authorization: Bearer $TOKEN" --rand-regex-url \
-        "http://127[.]0[.]0[.]1:$PORT/v1/check[?]address=user[1-9][0-9]{5}%40example[.]org&company=acme&brand=news" \
-        | grep -E "Success rate|Requests/sec|50.00%|90.00%|99.00%|99.90%|\[200\]|\[4|\[5"
+    for rate in $RATE; do
+        echo "GET /v1/check at a fixed $rate requests/s, 50 connections, ${DURATION}s (oha, latency corrected)"
+        oha --no-tui -z "${DURATION}s" -c 50 -q "$rate" --latency-correction \
+            -H "Authorization: Bearer $TOKEN" --rand-regex-url \
+            "http://127[.]0[.]0[.]1:$PORT/v1/check[?]address=user[1-9][0-9]{5}%40example[.]org&company=acme&brand=news" \
+            | grep -E "Success rate|Requests/sec|50.00%|90.00%|99.00%|99.90%|\[200\]|\[4|\[5"
+    done
 else
     echo "(oha not installed: cargo install oha --locked; the fixed-rate run is skipped)"
 fi
