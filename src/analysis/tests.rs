@@ -173,3 +173,36 @@ fn an_explaining_analyser_names_the_rules_and_the_words_they_matched() {
     assert_eq!(report.recipients[0].rule, "builtin:status.decisive.X.1.2");
     assert!(report.recipients[0].explanation[0].contains("status 5.1.2 settles the reason"));
 }
+
+#[test]
+fn own_domain_is_the_reporting_hosts_name_or_a_domain_it_lies_in() {
+    assert!(is_own_domain("a@example.org", "example.org"));
+    assert!(is_own_domain("a@Example.ORG", "mx1.example.org."));
+    // A longer name that only ends in the same letters is another domain.
+    assert!(!is_own_domain("a@example.org", "badexample.org"));
+    assert!(!is_own_domain("a@example.org", "mx.example.net"));
+    // One label says nothing of whose it is; no host, no address: nothing.
+    assert!(!is_own_domain("a@localhost", "localhost"));
+    assert!(!is_own_domain("a@example.org", ""));
+    assert!(!is_own_domain("not-an-address", "example.org"));
+    // A host name in another script is compared, never cut inside a character.
+    assert!(!is_own_domain("a@example.org", "пример.example.orgx"));
+    assert!(is_own_domain("a@example.org", "почта.example.org"));
+}
+
+#[test]
+fn a_transcript_refused_before_any_command_is_the_greeting() {
+    let greeting = "... while talking to mx.example.net.:\n<<< 554 mx.example.net no SMTP service here\n554 5.0.0 Service unavailable\n";
+    assert_eq!(
+        transcript_command(greeting, "a@example.net"),
+        Some(SmtpCommand::Connect)
+    );
+    let at_rcpt = "... while talking to mx.example.net.:\n>>> RCPT To:<a@example.net>\n<<< 550 5.1.1 <a@example.net>... User unknown\n";
+    assert_eq!(
+        transcript_command(at_rcpt, "a@example.net"),
+        Some(SmtpCommand::Rcpt)
+    );
+    // A command was sent, but the refusal does not name the recipient: the stage is not known.
+    let elsewhere = "... while talking to mx.example.net.:\n>>> MAIL From:<n@acme.example>\n<<< 250 ok\n>>> QUIT\n<<< 421 closing\n";
+    assert_eq!(transcript_command(elsewhere, "a@example.net"), None);
+}
