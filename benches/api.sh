@@ -10,6 +10,7 @@
 #   benches/api.sh                      # SUPPRESSIONS=1000000 FILTER=1000000 DURATION=20
 #   ONLY=check benches/api.sh           # the check runs only
 #   RATE="10000 20000" ONLY=check ...   # the fixed-rate run at each rate, one server
+#   SERVER_CPUS=0 CLIENT_CPUS=1 ...     # server and load generator pinned apart
 # Needs wrk (Debian package wrk), curl and python3; oha (cargo install oha) for the fixed-rate run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,9 @@ DURATION=${DURATION:-20}
 CLICKS=${CLICKS:-20000}
 RATE=${RATE:-20000}
 PORT=${PORT:-28025}
+# SERVER_CPUS=0 CLIENT_CPUS=1: the server and the load generator each on their own core (taskset).
+server_pin=${SERVER_CPUS:+taskset -c $SERVER_CPUS}
+client_pin=${CLIENT_CPUS:+taskset -c $CLIENT_CPUS}
 
 cargo build --release --locked -q
 cargo build --release --locked -q --bench api_tokens
@@ -66,7 +70,7 @@ bg import "$work/suppressions.csv" --json > "$work/import.json"
 echo "  took $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s: $(cat "$work/import.json" | head -c 200)"
 "$tokens_bin" "sqlite://$work/bouncegate.db" "$CLICKS" > "$work/tokens.txt"
 
-target/release/bouncegate --config "$work/bouncegate.toml" serve > /dev/null 2> "$work/serve.log" &
+$server_pin target/release/bouncegate --config "$work/bouncegate.toml" serve > /dev/null 2> "$work/serve.log" &
 server=$!
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$PORT/openapi.json" >/dev/null 2>&1 && break
@@ -84,13 +88,13 @@ request = function()
 end
 LUA
 echo "GET /v1/check, 50 connections, ${DURATION}s (warm-up 5 s first)"
-wrk -t2 -c50 -d5s -s "$work/check.lua" "http://127.0.0.1:$PORT" > /dev/null
-wrk -t2 -c50 -d"${DURATION}s" --latency -s "$work/check.lua" "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|Socket|Non-2xx"
+$client_pin wrk -t2 -c50 -d5s -s "$work/check.lua" "http://127.0.0.1:$PORT" > /dev/null
+$client_pin wrk -t2 -c50 -d"${DURATION}s" --latency -s "$work/check.lua" "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|90%|99%|Socket|Non-2xx"
 
 if command -v oha >/dev/null 2>&1; then
     for rate in $RATE; do
         echo "GET /v1/check at a fixed $rate requests/s, 50 connections, ${DURATION}s (oha, latency corrected)"
-        oha --no-tui -z "${DURATION}s" -c 50 -q "$rate" --latency-correction \
+        $client_pin oha --no-tui -z "${DURATION}s" -c 50 -q "$rate" --latency-correction \
             -H "Authorization: Bearer $TOKEN" --rand-regex-url \
             "http://127[.]0[.]0[.]1:$PORT/v1/check[?]address=user[1-9][0-9]{5}%40example[.]org&company=acme&brand=news" \
             | grep -E "Success rate|Requests/sec|50.00%|90.00%|99.00%|99.90%|\[200\]|\[4|\[5"
