@@ -217,7 +217,12 @@ impl Analyzer {
                 }
                 if diagnostic.is_empty() || StatusCode::find(&diagnostic).is_none() {
                     let from_text = prose_diagnostic(&parts.human_text, &address);
-                    if !from_text.is_empty() && !diagnostic.contains(&from_text) {
+                    // Sendmail's prose repeats the Diagnostic-Code as "(reason: …)".
+                    let repeated = from_text
+                        .strip_prefix("(reason: ")
+                        .and_then(|t| t.strip_suffix(')'))
+                        .is_some_and(|t| diagnostic.contains(t.trim()));
+                    if !from_text.is_empty() && !repeated && !diagnostic.contains(&from_text) {
                         diagnostic = if diagnostic.is_empty() {
                             from_text
                         } else {
