@@ -487,16 +487,29 @@ impl Analyzer {
                 }
                 reason
             };
+            // The analyser's own corrections: each changes the reason, adds its id to the rule
+            // and (explaining) says why.
+            let mut correct = |reason: &mut BounceReason,
+                               to: BounceReason,
+                               id: &str,
+                               why: &dyn Fn() -> String| {
+                *reason = to;
+                rule.push_str("+analyser:");
+                rule.push_str(id);
+                if self.explain {
+                    explanation.push(why());
+                }
+            };
             // A name-service failure that will be retried is no proof the domain is gone.
             if reason == BounceReason::HostUnknown && !permanent {
-                reason = BounceReason::NetworkError;
-                rule.push_str("+analyser:dns_temporary");
-                if self.explain {
-                    explanation.push(
-                        "a name-service failure that will be retried proves nothing of the domain: networkerror"
-                            .into(),
-                    );
-                }
+                correct(
+                    &mut reason,
+                    BounceReason::NetworkError,
+                    "dns_temporary",
+                    &|| {
+                        "a name-service failure that will be retried proves nothing of the domain: networkerror".into()
+                    },
+                );
             }
             // A null MX is the sending MTA's own finding in DNS (RFC 7505); a remote server that
             // answers it "does not accept mail" refuses this sender, unless it gives a null-MX
@@ -507,14 +520,14 @@ impl Analyzer {
                     .is_some_and(|s| matches!((s.subject, s.detail), (1, 10) | (4, 4) | (7, 27)))
                 && !names_null_mx(&diagnostic)
             {
-                reason = BounceReason::Blocked;
-                rule.push_str("+analyser:remote_refusal");
-                if self.explain {
-                    explanation.push(
-                        "a remote server's refusal (a reply code, no null-MX code or words) is no null MX: blocked"
-                            .into(),
-                    );
-                }
+                correct(
+                    &mut reason,
+                    BounceReason::Blocked,
+                    "remote_refusal",
+                    &|| {
+                        "a remote server's refusal (a reply code, no null-MX code or words) is no null MX: blocked".into()
+                    },
+                );
             }
             // The reporting MTA's own verdict (no remote answered) that a domain it is itself
             // part of cannot be routed: the domain exists, the mailbox in it does not (Exim's
@@ -525,14 +538,17 @@ impl Analyzer {
                 && finding.remote_mta.is_empty()
                 && is_own_domain(&finding.address, finding.reporting_mta)
             {
-                reason = BounceReason::UserUnknown;
-                rule.push_str("+analyser:own_domain");
-                if self.explain {
-                    explanation.push(format!(
-                        "the reporting MTA ({}) could not route an address in its own domain: userunknown",
-                        finding.reporting_mta
-                    ));
-                }
+                correct(
+                    &mut reason,
+                    BounceReason::UserUnknown,
+                    "own_domain",
+                    &|| {
+                        format!(
+                            "the reporting MTA ({}) could not route an address in its own domain: userunknown",
+                            finding.reporting_mta
+                        )
+                    },
+                );
             }
             if self.rules.depends_on_stage(reason) {
                 let command = stage.get_or_init(|| {
