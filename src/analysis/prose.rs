@@ -132,12 +132,18 @@ fn is_not_about_recipients(line: &str) -> bool {
 
 /// A line that begins, unindented, with an SMTP reply code and a space (`550 ...`).
 fn starts_with_reply_code(line: &str) -> bool {
+    reply_code_and_separator(line).is_some_and(|(_, separator)| separator == b' ')
+}
+
+/// The reply code a line begins with, unindented and followed by more, and the byte after it:
+/// `-` on a reply's lines but its last, a space on the last (`550-...`, `550 ...`).
+fn reply_code_and_separator(line: &str) -> Option<(&str, u8)> {
     let b = line.as_bytes();
-    b.len() > 4
+    (b.len() > 4
         && matches!(b[0], b'2' | b'4' | b'5')
         && b[1].is_ascii_digit()
-        && b[2].is_ascii_digit()
-        && b[3] == b' '
+        && b[2].is_ascii_digit())
+    .then(|| (&line[..3], b[3]))
 }
 
 /// A line that begins with an address (`<a@b>:`, `a@b`): a new recipient block.
@@ -177,16 +183,10 @@ pub fn whole_reply(diagnostic: &str, text: &str) -> Option<String> {
     /// Continuation lines taken at most: replies are a few lines; a runaway one stops here.
     const MAX_LINES: usize = 16;
     let first = diagnostic.trim();
-    let b = first.as_bytes();
-    if !(b.len() > 4
-        && matches!(b[0], b'4' | b'5')
-        && b[1].is_ascii_digit()
-        && b[2].is_ascii_digit()
-        && b[3] == b'-')
-    {
-        return None;
-    }
-    let code = &first[..3];
+    let code = match reply_code_and_separator(first) {
+        Some((code, b'-')) if !code.starts_with('2') => code,
+        _ => return None,
+    };
     fn quoted(line: &str) -> &str {
         let line = line.trim();
         line.strip_prefix("<<<").map_or(line, str::trim_start)
