@@ -206,3 +206,104 @@ fn a_transcript_refused_before_any_command_is_the_greeting() {
     let elsewhere = "... while talking to mx.example.net.:\n>>> MAIL From:<n@acme.example>\n<<< 250 ok\n>>> QUIT\n<<< 421 closing\n";
     assert_eq!(transcript_command(elsewhere, "a@example.net"), None);
 }
+
+/// One remote reply of `tests/fixtures/analysis/replies/published.toml`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishedReply {
+    reply: String,
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    reason: String,
+}
+
+/// `reply` as a Postfix bounce of our own: the reply in the prose part ("in reply to" the stage)
+/// and as the DSN's Diagnostic-Code, the Status its enhanced code (or 5.0.0 / 4.0.0).
+fn postfix_bounce_of(reply: &PublishedReply, recipient: &str) -> String {
+    let stage = reply.stage.as_deref().unwrap_or("rcpt");
+    let local = stage == "local";
+    let status = reply.status.clone().unwrap_or_else(|| {
+        let words: Vec<&str> = reply.reply.splitn(3, [' ', '-']).collect();
+        match words.as_slice() {
+            [_, code, ..] if StatusCode::parse(code).is_some() => (*code).to_string(),
+            _ if reply.reply.starts_with('4') => "4.0.0".into(),
+            _ => "5.0.0".into(),
+        }
+    });
+    let action = if status.starts_with('4') {
+        "delayed"
+    } else {
+        "failed"
+    };
+    let command = match stage {
+        "rcpt" => Some("RCPT TO"),
+        "mail" => Some("MAIL FROM"),
+        "data" => Some("end of DATA"),
+        "connect" | "local" => None,
+        other => panic!("unknown stage {other:?} for {:?}", reply.reply),
+    };
+    let said = if local {
+        reply.reply.clone()
+    } else {
+        format!(
+            "host mx.example.net[192.0.2.1] said: {}{}",
+            reply.reply,
+            command
+                .map(|c| format!(" (in reply to {c} command)"))
+                .unwrap_or_default()
+        )
+    };
+    let (remote, diagnostic_type) = if local {
+        (String::new(), "X-Postfix")
+    } else {
+        ("Remote-MTA: dns; mx.example.net\n".to_string(), "smtp")
+    };
+    format!(
+        "Return-Path: <>\nFrom: MAILER-DAEMON@mail.acme.example (Mail Delivery System)\n\
+         To: news@acme.example\nSubject: Undelivered Mail Returned to Sender\n\
+         Auto-Submitted: auto-replied\nMIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"BOUND\"\n\n\
+         --BOUND\nContent-Type: text/plain; charset=us-ascii\n\n\
+         This is the mail system at host mail.acme.example.\n\n<{recipient}>: {said}\n\n\
+         --BOUND\nContent-Type: message/delivery-status\n\n\
+         Reporting-MTA: dns; mail.acme.example\n\nFinal-Recipient: rfc822; {recipient}\n\
+         Action: {action}\nStatus: {status}\n{remote}Diagnostic-Code: {diagnostic_type}; {}\n\n\
+         --BOUND--\n",
+        reply.reply
+    )
+}
+
+/// Replies as providers and MTAs publish them (not from any corpus), each read as its sender
+/// means it: the rules hold beyond the mails they were written from.
+#[test]
+fn published_replies_are_read_as_their_senders_mean_them() {
+    #[derive(serde::Deserialize)]
+    struct Table {
+        reply: Vec<PublishedReply>,
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/analysis/replies/published.toml");
+    let table: Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(table.reply.len() >= 50, "{} replies", table.reply.len());
+    let analyzer = Analyzer::default();
+    let mut wrong = Vec::new();
+    for (n, reply) in table.reply.iter().enumerate() {
+        let recipient = format!("u{n}@example.net");
+        let report = analyzer.analyze(postfix_bounce_of(reply, &recipient).as_bytes());
+        let found = report
+            .recipients
+            .iter()
+            .find(|r| r.address == recipient)
+            .map(|r| (r.reason.to_string(), r.rule.clone()));
+        match found {
+            Some((reason, _)) if reason == reply.reason => {}
+            other => wrong.push(format!(
+                "{:?}: expected {}, read {other:?}",
+                reply.reply, reply.reason
+            )),
+        }
+    }
+    assert!(wrong.is_empty(), "misread:\n{}", wrong.join("\n"));
+}
