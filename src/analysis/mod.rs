@@ -458,6 +458,16 @@ impl Analyzer {
                     );
                 }
                 BounceReason::MailerError
+            } else if let Some((code, reason)) = fallback
+                .filter(|(code, _)| action == "delayed" && code.subject != 4 && !code.is_generic())
+            {
+                rule = self.rules.status_rule_id(StatusTable::Fallback, code);
+                if self.explain {
+                    explanation.push(format!(
+                        "a delay whose status {code} names its cause, {reason} ({rule})"
+                    ));
+                }
+                reason
             } else if action == "delayed" {
                 // A delay that names no cause is running out of time.
                 rule.push_str("analyser:delay_without_cause");
