@@ -433,8 +433,8 @@ impl Analyzer {
                     reply_code = status::find_reply_code(&diagnostic);
                 }
             }
-            // The decision order: a decisive status code, a text rule, a delay's own nature,
-            // the status code's usual meaning, and last what is left.
+            // The decision order: a decisive status code, a text rule, a delay that names no
+            // cause, the status code's usual meaning, and last what is left.
             let decisive = status.and_then(|s| self.rules.decisive(s).map(|r| (s, r)));
             let fallback = status.and_then(|s| self.rules.fallback(s).map(|r| (s, r)));
             let mut reason = if let Some((code, reason)) = decisive {
@@ -458,18 +458,11 @@ impl Analyzer {
                     );
                 }
                 BounceReason::MailerError
-            } else if let Some((code, reason)) = fallback
-                .filter(|(code, _)| action == "delayed" && code.subject != 4 && !code.is_generic())
+            } else if action == "delayed"
+                && !fallback.is_some_and(|(code, _)| code.subject != 4 && !code.is_generic())
             {
-                rule = self.rules.status_rule_id(StatusTable::Fallback, code);
-                if self.explain {
-                    explanation.push(format!(
-                        "a delay whose status {code} names its cause, {reason} ({rule})"
-                    ));
-                }
-                reason
-            } else if action == "delayed" {
-                // A delay that names no cause is running out of time.
+                // A delay that names no cause (no status, or only a generic or network one) is
+                // running out of time; one whose status names a cause keeps it (below).
                 rule.push_str("analyser:delay_without_cause");
                 if self.explain {
                     explanation.push("a delay that names no cause: expired".into());
