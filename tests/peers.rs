@@ -210,9 +210,11 @@ fn sigkill_during_a_load_loses_nothing_that_got_a_250() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut server = serve(dir.path(), port, true);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let delivered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let senders: Vec<_> = (0..4)
         .map(|sender| {
             let stop = stop.clone();
+            let delivered = delivered.clone();
             std::thread::spawn(move || {
                 let mut accepted = Vec::new();
                 let mut n = 0;
@@ -220,6 +222,7 @@ fn sigkill_during_a_load_loses_nothing_that_got_a_250() {
                     let marker = format!("fault-{sender}-{n}");
                     if deliver(addr, &dsn(&format!("{marker}@example.net"), &marker)) {
                         accepted.push(marker);
+                        delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     n += 1;
                 }
@@ -227,7 +230,14 @@ fn sigkill_during_a_load_loses_nothing_that_got_a_250() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1_500));
+    // Kill mid-load: once a few dozen mails have their 250 (however slow the machine),
+    // while the senders are still sending.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while delivered.load(std::sync::atomic::Ordering::Relaxed) < 40
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     server.kill().unwrap(); // SIGKILL: no shutdown path runs
     server.wait().unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
