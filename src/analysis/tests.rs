@@ -241,7 +241,10 @@ fn postfix_bounce_of(reply: &PublishedReply, recipient: &str) -> String {
         "rcpt" => Some("RCPT TO"),
         "mail" => Some("MAIL FROM"),
         "data" => Some("end of DATA"),
-        "connect" | "local" => None,
+        // Before MAIL FROM: Postfix names the EHLO it answered (a refusal in the greeting
+        // itself reads "refused to talk to me", whose words alone would decide).
+        "connect" => Some("EHLO"),
+        "local" => None,
         other => panic!("unknown stage {other:?} for {:?}", reply.reply),
     };
     let said = if local {
