@@ -67,8 +67,7 @@ impl FirstMatch {
                 .literals()
                 .filter(|lits| !lits.is_empty() && lits.iter().all(|l| !l.as_bytes().is_empty()));
             match usable {
-                // The text is lower-cased before matching, and the prefilter ignores ASCII case:
-                // each literal once, in lower case.
+                // Texts are lower case (`first`'s contract): each literal once, in lower case.
                 Some(lits) if pattern.is_ascii() => {
                     for lit in lits {
                         let lower = lit.as_bytes().to_ascii_lowercase();
@@ -88,7 +87,8 @@ impl FirstMatch {
         }
         let prefilter = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
-            .ascii_case_insensitive(true)
+            // Literals and texts are both lower case (see above): no case folding, which would
+            // double the automaton's transitions and its build time at every start.
             // Built at every start; diagnostics are short, so the search automaton matters less.
             .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(&literals)
@@ -115,7 +115,8 @@ impl FirstMatch {
         &self.sources[index]
     }
 
-    /// The lowest-index pattern that matches `text`, if any.
+    /// The lowest-index pattern that matches `text` (lower case, as the rules are written for
+    /// it), if any.
     pub fn first(&self, text: &[u8]) -> Option<usize> {
         let mut candidates = self.always.clone();
         for found in self.prefilter.find_overlapping_iter(text) {
