@@ -94,11 +94,11 @@ impl FirstMatch {
                 _ => always[index / 64] |= 1 << (index % 64),
             }
         }
+        // Built at every start, so kept small: no ASCII case folding (literals and texts are
+        // both lower case already; folding would double the automaton), and a contiguous NFA
+        // rather than a DFA (diagnostics are short, so the search automaton matters less).
         let prefilter = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
-            // Literals and texts are both lower case (see above): no case folding, which would
-            // double the automaton's transitions and its build time at every start.
-            // Built at every start; diagnostics are short, so the search automaton matters less.
             .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(&literals)
             .map_err(|e| BadPattern {
