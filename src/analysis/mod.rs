@@ -201,9 +201,11 @@ impl Analyzer {
                 // A multi-line reply's first line states the refusal; the lines after it (only
                 // in the transcript, for Sendmail) are read when it says nothing specific.
                 if let Some(whole) = prose::whole_reply(&diagnostic, &parts.human_text) {
+                    let status =
+                        choose_status(r.status.as_deref().and_then(StatusCode::parse), &diagnostic);
                     let first = self
                         .rules
-                        .match_text_rule(&rule_text(&prose::clean(&diagnostic)));
+                        .match_text_rule(&rule_text(&prose::clean(&diagnostic)), status);
                     if first.is_none_or(|m| {
                         matches!(
                             m.reason,
@@ -245,6 +247,7 @@ impl Analyzer {
                                     .to_ascii_lowercase()
                                     .starts_with("x-unix")
                         }),
+                        fields: &r.fields,
                     },
                     &parts.human_text,
                 )
@@ -303,6 +306,25 @@ impl Analyzer {
                 .collect();
         }
         if found.is_empty() {
+            // Neither: some gateways name the recipient only in the subject ("Undeliverable
+            // mail: Failed to deliver to <a@b>"), and explain in the body without naming it.
+            let subject = message.subject().unwrap_or_default();
+            let mut named: Vec<&str> = Vec::new();
+            for address in prose::addresses(subject) {
+                if !exclude(address) && !named.iter().any(|n| n.eq_ignore_ascii_case(address)) {
+                    named.push(address);
+                }
+            }
+            let text = prose::clean(&parts.human_text);
+            found = named
+                .into_iter()
+                .map(|address| prose::ProseRecipient {
+                    address: address.to_string(),
+                    diagnostic: text.clone(),
+                })
+                .collect();
+        }
+        if found.is_empty() {
             // A mail to oneself bounces to its own sender: look again, passing over only the
             // bounce's own author and system addresses.
             let author: Vec<String> = message
@@ -347,6 +369,7 @@ impl Analyzer {
                         remote_mta: "",
                         reporting_mta: "",
                         local_mailer: false,
+                        fields: &[],
                     },
                     &parts.human_text,
                 )
@@ -391,9 +414,12 @@ impl Analyzer {
             BounceReason::Delivered
         } else {
             // A text rule's match, and (explaining) its words.
-            let text_match = |text: &str, source: &str, explanation: &mut Vec<String>| {
+            let text_match = |text: &str,
+                              status: Option<StatusCode>,
+                              source: &str,
+                              explanation: &mut Vec<String>| {
                 let text = rule_text(text);
-                let found = self.rules.match_text_rule(&text);
+                let found = self.rules.match_text_rule(&text, status);
                 if let Some(m) = found
                     && self.explain
                 {
@@ -405,21 +431,39 @@ impl Analyzer {
                 found
             };
             let mut text_rule = Vec::new();
-            let mut from_text =
-                text_match(&diagnostic, "the recipient's diagnostic", &mut text_rule);
+            let mut from_text = text_match(
+                &diagnostic,
+                status,
+                "the recipient's diagnostic",
+                &mut text_rule,
+            );
             // Codes like X.N.0 say little: when the recipient's own lines match no rule, the
             // bounce's overall text may.
             let vague = status.is_none_or(|s| s.detail == 0 && self.rules.decisive(s).is_none());
             // A local program's exit status (`X-Unix`) that no rule explains: the mailer failed.
             let mailer_failed = finding.local_mailer && from_text.is_none() && vague;
-            if from_text.is_none() && !mailer_failed && (diagnostic.is_empty() || vague) {
+            // The reporting MTA's own class of this recipient's failure (a DSN field), for when
+            // no rule reads its words: before the bounce's general words.
+            let field_class = if from_text.is_none() {
+                self.rules.dsn_field(finding.fields)
+            } else {
+                None
+            };
+            if from_text.is_none()
+                && field_class.is_none()
+                && !mailer_failed
+                && (diagnostic.is_empty() || vague)
+            {
                 // The bounce's own words: their start, then (prose in scripts of several bytes a
                 // character fills that quickly) more of them.
+                // Codes the recipient's lines lack, the bounce's words may give.
                 let mut overall = prose::clean(context);
-                from_text = text_match(&overall, "the bounce's own text", &mut text_rule);
+                let code = status.or_else(|| choose_status(None, &overall));
+                from_text = text_match(&overall, code, "the bounce's own text", &mut text_rule);
                 if from_text.is_none() && context.len() > overall.len() {
                     overall = prose::clean_within(context, MAX_CONTEXT_RULE_TEXT);
-                    from_text = text_match(&overall, "the bounce's own text", &mut text_rule);
+                    let code = status.or_else(|| choose_status(None, &overall));
+                    from_text = text_match(&overall, code, "the bounce's own text", &mut text_rule);
                 }
                 if from_text.is_some() && diagnostic.is_empty() {
                     // Kept as a diagnostic: within the diagnostic's bound.
@@ -449,6 +493,14 @@ impl Analyzer {
                 rule = self.rules.text_rule_id(m.pattern);
                 explanation.append(&mut text_rule);
                 m.reason
+            } else if let Some((reason, id)) = field_class {
+                if self.explain {
+                    explanation.push(format!(
+                        "no text rule matched; the reporting MTA classed the failure itself ({id}: {reason})"
+                    ));
+                }
+                rule = id;
+                reason
             } else if mailer_failed {
                 rule.push_str("analyser:local_mailer");
                 if self.explain {
@@ -696,6 +748,7 @@ impl Analyzer {
                     remote_mta: "",
                     reporting_mta: "",
                     local_mailer: false,
+                    fields: &[],
                 },
                 "",
             );
@@ -744,6 +797,7 @@ impl Analyzer {
                         remote_mta: "",
                         reporting_mta: "",
                         local_mailer: false,
+                        fields: &[],
                     },
                     "",
                 )
@@ -910,6 +964,8 @@ struct Finding<'a> {
     reporting_mta: &'a str,
     /// The DSN's Diagnostic-Code is of type `X-Unix`: a local delivery program's exit status.
     local_mailer: bool,
+    /// The DSN recipient block's fields (names lower case); none for prose.
+    fields: &'a [(String, String)],
 }
 
 fn kind_of(recipients: &[RecipientReport]) -> ReportKind {

@@ -124,7 +124,7 @@ pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipi
 /// Lines that name helpdesks or quote headers, not failed recipients.
 fn is_not_about_recipients(line: &str) -> bool {
     static NOT_RECIPIENTS: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)(?-u:\b)(?:contact|assistance|questions?|help ?desk|support team)(?-u:\b)|^[\s>]*(?:message-id|in-reply-to|references|from|sender|reply-to)\s*:")
+        Regex::new(r"(?i)(?-u:\b)(?:contact|assistance|questions?|help ?desk|support team)(?-u:\b)|^[\s>]*(?:(?:[a-z]+-)*message-id|in-reply-to|references|from|sender|reply-to)\s*:")
             .expect("valid")
     });
     NOT_RECIPIENTS.is_match(line)

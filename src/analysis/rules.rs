@@ -62,6 +62,10 @@ struct RulesFile {
     command_overrides: Vec<CommandOverride>,
     #[serde(default)]
     phrases: Phrases,
+    /// Per-recipient DSN fields in which the reporting MTA classifies the failure itself: field
+    /// name → its value → the reason.
+    #[serde(default)]
+    dsn_fields: HashMap<String, HashMap<String, BounceReason>>,
 }
 
 /// What a bounce says of the delivery as a whole, beside the reason.
@@ -133,6 +137,10 @@ struct TextRule {
     name: Option<String>,
     reason: BounceReason,
     patterns: Vec<String>,
+    /// Status codes (`X.N.N`, or `X.N.*`) for which the rule is passed over: the same words
+    /// mean something else with such a code, and a later rule decides.
+    #[serde(default)]
+    unless_status: Vec<String>,
 }
 
 /// Compiled rules.
@@ -149,6 +157,11 @@ pub struct BounceRules {
     texts: FirstMatch,
     /// The reason of each pattern in `texts`, in priority order.
     pattern_reasons: Vec<BounceReason>,
+    /// For each pattern in `texts`, the index in `conditions` of the status codes its rule is
+    /// passed over for (0: none).
+    pattern_unless: Vec<u16>,
+    /// The rules' `unless_status` lists; the first is empty.
+    conditions: Vec<Vec<StatusPattern>>,
     /// Where each pattern in `texts` is written: origin, `[[rule]]` number and pattern number
     /// (both from 1), and the pattern itself (compiled alone only to explain a match).
     pattern_sources: Vec<PatternSource>,
@@ -156,6 +169,8 @@ pub struct BounceRules {
     /// Every command phrase in one pattern: one scan finds the phrase named last.
     any_command: Option<regex::bytes::Regex>,
     command_overrides: HashMap<(SmtpCommand, BounceReason), StageOverride>,
+    /// `(field, value)`, both lower case → reason and origin of each `[dsn_fields]` entry.
+    dsn_fields: HashMap<(String, String), (BounceReason, u16)>,
     /// [`Phrases::still_trying`] of every file, in one pattern.
     still_trying: Option<regex::bytes::Regex>,
     /// [`Phrases::temporary`] of every file, in one pattern.
@@ -194,6 +209,16 @@ pub struct StageChange {
     pub rule: String,
 }
 
+/// A status code in a rule's condition: `(subject, detail)`; a detail of `None` stands for every
+/// detail (`X.7.*`).
+type StatusPattern = (u16, Option<u16>);
+
+fn any_status_matches(patterns: &[StatusPattern], status: StatusCode) -> bool {
+    patterns.iter().any(|&(subject, detail)| {
+        subject == status.subject && detail.is_none_or(|d| d == status.detail)
+    })
+}
+
 /// What a reason becomes at one SMTP stage, except for some status codes.
 #[derive(Debug, Clone)]
 struct StageOverride {
@@ -201,8 +226,7 @@ struct StageOverride {
     origin: u16,
     index: u16,
     becomes: BounceReason,
-    /// `(subject, detail)`; a detail of `None` stands for every detail.
-    unless: Vec<(u16, Option<u16>)>,
+    unless: Vec<StatusPattern>,
     /// Text (lower-cased) for which the override does not apply.
     unless_text: Option<regex::Regex>,
 }
@@ -244,10 +268,13 @@ impl BounceRules {
             pseudo: HashMap::new(),
             texts: FirstMatch::new(Vec::new(), TEXT_OPTIONS).expect("no patterns"),
             pattern_reasons: Vec::new(),
+            pattern_unless: Vec::new(),
+            conditions: vec![Vec::new()],
             pattern_sources: Vec::new(),
             commands: Vec::new(),
             any_command: None,
             command_overrides: HashMap::new(),
+            dsn_fields: HashMap::new(),
             still_trying: None,
             temporary: None,
         };
@@ -280,6 +307,14 @@ impl BounceRules {
                     })?;
                 rules.pseudo.entry(*reason).or_insert(detail);
             }
+            for (field, values) in &file.dsn_fields {
+                for (value, reason) in values {
+                    rules
+                        .dsn_fields
+                        .entry((field.to_ascii_lowercase(), value.to_ascii_lowercase()))
+                        .or_insert((*reason, number));
+                }
+            }
             for (command, phrases) in &file.commands {
                 for (index, phrase) in phrases.iter().enumerate() {
                     let regex = regex::RegexBuilder::new(phrase)
@@ -295,15 +330,7 @@ impl BounceRules {
                 }
             }
             for (index, o) in file.command_overrides.iter().enumerate() {
-                let unless = o
-                    .unless_status
-                    .iter()
-                    .map(|key| match key.strip_suffix(".*") {
-                        Some(subject) => status_key(origin, &format!("{subject}.0"))
-                            .map(|(subject, _)| (subject, None)),
-                        None => status_key(origin, key).map(|(s, d)| (s, Some(d))),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let unless = status_patterns(origin, &o.unless_status)?;
                 let unless_text = (!o.unless_text.is_empty())
                     .then(|| regex::Regex::new(&o.unless_text.join("|")))
                     .transpose()
@@ -353,10 +380,19 @@ impl BounceRules {
                         name: name.clone(),
                     });
                 }
+                let condition = if rule.unless_status.is_empty() {
+                    0
+                } else {
+                    rules
+                        .conditions
+                        .push(status_patterns(origin, &rule.unless_status)?);
+                    u16::try_from(rules.conditions.len() - 1).unwrap_or(u16::MAX)
+                };
                 for (pattern_number, pattern) in rule.patterns.iter().enumerate() {
                     // Parsed with the others below, compiled on first use.
                     patterns.push(pattern.clone());
                     rules.pattern_reasons.push(rule.reason);
+                    rules.pattern_unless.push(condition);
                     rules.pattern_sources.push(PatternSource {
                         origin: number,
                         rule: u16::try_from(index + 1).unwrap_or(u16::MAX),
@@ -404,20 +440,29 @@ impl BounceRules {
             .map_err(|bad| self.pattern_error(bad))
     }
 
-    /// The reason the first matching text rule gives, if any.
+    /// The reason the first matching text rule gives, if any, for a text without a status code.
     pub fn match_text(&self, text: &str) -> Option<BounceReason> {
-        self.match_text_rule(text).map(|m| m.reason)
+        self.match_text_rule(text, None).map(|m| m.reason)
     }
 
-    /// The first matching text rule, if any.
-    pub fn match_text_rule(&self, text: &str) -> Option<TextMatch> {
+    /// The first matching text rule, if any, passing over the rules whose `unless_status` names
+    /// `status`.
+    pub fn match_text_rule(&self, text: &str, status: Option<StatusCode>) -> Option<TextMatch> {
         if text.is_empty() {
             return None;
         }
-        self.texts.first(text.as_bytes()).map(|pattern| TextMatch {
-            reason: self.pattern_reasons[pattern],
-            pattern,
-        })
+        let applies = |pattern: usize| match (self.pattern_unless[pattern], status) {
+            (0, _) | (_, None) => true,
+            (condition, Some(status)) => {
+                !any_status_matches(&self.conditions[usize::from(condition)], status)
+            }
+        };
+        self.texts
+            .first_where(text.as_bytes(), applies)
+            .map(|pattern| TextMatch {
+                reason: self.pattern_reasons[pattern],
+                pattern,
+            })
     }
 
     /// A text rule's id: `ORIGIN:NAME`, or `ORIGIN:rule.N` for a rule without a name (N counts
@@ -560,11 +605,7 @@ impl BounceRules {
         match self.command_overrides.get(&(command, reason)) {
             Some(o)
                 if o.becomes != reason
-                    && !status.is_some_and(|s| {
-                        o.unless.iter().any(|&(subject, detail)| {
-                            subject == s.subject && detail.is_none_or(|d| d == s.detail)
-                        })
-                    })
+                    && !status.is_some_and(|s| any_status_matches(&o.unless, s))
                     && !o.unless_text.as_ref().is_some_and(|t| t.is_match(text)) =>
             {
                 Some(StageChange {
@@ -574,6 +615,22 @@ impl BounceRules {
             }
             _ => None,
         }
+    }
+
+    /// The reason a reporting MTA's own class of the failure gives (`fields`: a DSN recipient
+    /// block's fields, names lower case), and the entry's id: `ORIGIN:dsn_fields.FIELD.VALUE`.
+    pub fn dsn_field(&self, fields: &[(String, String)]) -> Option<(BounceReason, String)> {
+        if self.dsn_fields.is_empty() {
+            return None;
+        }
+        fields.iter().find_map(|(name, value)| {
+            let value = value.trim().to_ascii_lowercase();
+            let (reason, origin) = self.dsn_fields.get(&(name.clone(), value.clone()))?;
+            Some((
+                *reason,
+                format!("{}:dsn_fields.{name}.{value}", self.origin(*origin)),
+            ))
+        })
     }
 
     /// The reason a status code settles by itself.
@@ -687,6 +744,18 @@ fn any_of(patterns: &[String]) -> Result<Option<regex::bytes::Regex>, RulesError
         .map_err(|e| RulesError::TooLarge(Box::new(e)))
 }
 
+/// `unless_status` entries: `X.N.N`, or `X.N.*` for every detail.
+fn status_patterns(origin: &str, keys: &[String]) -> Result<Vec<StatusPattern>, RulesError> {
+    keys.iter()
+        .map(|key| match key.strip_suffix(".*") {
+            Some(subject) => {
+                status_key(origin, &format!("{subject}.0")).map(|(subject, _)| (subject, None))
+            }
+            None => status_key(origin, key).map(|(s, d)| (s, Some(d))),
+        })
+        .collect()
+}
+
 fn status_key(origin: &str, key: &str) -> Result<(u16, u16), RulesError> {
     let bad = || RulesError::StatusKey {
         origin: origin.to_string(),
@@ -779,9 +848,9 @@ mod tests {
             Some(BounceReason::Suspend)
         );
         // The operator's unnamed rule is named by its file and number; the shipped ones by name.
-        let found = rules.match_text_rule("550 user unknown").unwrap();
+        let found = rules.match_text_rule("550 user unknown", None).unwrap();
         assert_eq!(rules.text_rule_id(found.pattern), "local.toml:rule.1");
-        let found = rules.match_text_rule("mailbox is full").unwrap();
+        let found = rules.match_text_rule("mailbox is full", None).unwrap();
         assert_eq!(rules.text_rule_id(found.pattern), "builtin:mailbox-full");
         let words = rules.explain_text_match(found.pattern, "552 sorry, mailbox is full (quota)");
         assert!(
@@ -790,6 +859,25 @@ mod tests {
                 && words.contains("\"552 sorry, [mailbox is full] (quota)\""),
             "{words}"
         );
+
+        // A rule passed over for the status codes it names: the next that matches decides.
+        let conditional = (
+            "local.toml".to_string(),
+            "[[rule]]\nname = \"quota-is-policy\"\nreason = \"policyviolation\"\n\
+             patterns = [\"over quota\"]\nunless_status = [\"X.2.2\", \"X.4.*\"]\n"
+                .to_string(),
+        );
+        let rules = BounceRules::load(&[conditional]).unwrap();
+        let code = |text: &str| StatusCode::parse(text);
+        for (status, expected) in [
+            (None, "local.toml:quota-is-policy"),
+            (code("5.7.1"), "local.toml:quota-is-policy"),
+            (code("5.2.2"), "builtin:mailbox-full"),
+            (code("4.4.7"), "builtin:mailbox-full"),
+        ] {
+            let found = rules.match_text_rule("552 over quota", status).unwrap();
+            assert_eq!(rules.text_rule_id(found.pattern), expected, "{status:?}");
+        }
 
         // A pattern that parses but is too large to compile: found when the gateway compiles
         // every pattern at start (classify compiles each on first use).
@@ -823,6 +911,10 @@ mod tests {
                 "[[rule]]\nname = \"a\"\nreason = \"blocked\"\npatterns = [\"x\"]\n\
                  [[rule]]\nname = \"a\"\nreason = \"blocked\"\npatterns = [\"y\"]\n",
                 "rule 2 is named \"a\"",
+            ),
+            (
+                "[[rule]]\nreason = \"blocked\"\npatterns = [\"x\"]\nunless_status = [\"5.7.1\"]\n",
+                "not of the form X.N.N",
             ),
             (
                 "[[rule]]\nname = \"has space\"\nreason = \"blocked\"\npatterns = [\"x\"]\n",

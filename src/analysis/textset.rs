@@ -126,7 +126,13 @@ impl FirstMatch {
 
     /// The lowest-index pattern that matches `text` (lower case, as the rules are written for
     /// it), if any.
+    #[cfg(test)]
     pub fn first(&self, text: &[u8]) -> Option<usize> {
+        self.first_where(text, |_| true)
+    }
+
+    /// The lowest-index pattern that matches `text` among those `applies` accepts.
+    pub fn first_where(&self, text: &[u8], applies: impl Fn(usize) -> bool) -> Option<usize> {
         let mut candidates = self.always.clone();
         for found in self.prefilter.find_overlapping_iter(text) {
             for &pattern in &self.literal_patterns[found.pattern().as_usize()] {
@@ -137,7 +143,7 @@ impl FirstMatch {
             while word != 0 {
                 let index = word_index * 64 + word.trailing_zeros() as usize;
                 word &= word - 1;
-                if self.regex(index).as_ref().is_ok_and(|r| r.is_match(text)) {
+                if applies(index) && self.regex(index).as_ref().is_ok_and(|r| r.is_match(text)) {
                     return Some(index);
                 }
             }
@@ -195,6 +201,10 @@ mod tests {
         assert_eq!(first.first(b"error 42"), Some(3));
         assert_eq!(first.first(b"nothing here"), None);
         assert_eq!(first.first(b""), None);
+        // Passed over, the next pattern that matches decides.
+        assert_eq!(first.first_where(b"550 user unknown", |i| i != 0), Some(1));
+        assert_eq!(first.first_where(b"unknown 42", |i| i > 1), Some(3));
+        assert_eq!(first.first_where(b"unknown", |i| i != 1), None);
     }
 
     #[test]
