@@ -431,12 +431,12 @@ impl Analyzer {
                 found
             };
             let mut text_rule = Vec::new();
-            let mut from_text = text_match(
-                &diagnostic,
-                status,
-                "the recipient's diagnostic",
-                &mut text_rule,
-            );
+            // Postfix's address verification wraps the probe's own result, which decides.
+            let (own_words, source) = match probe_result(&diagnostic) {
+                Some(result) => (result, "the address probe's result"),
+                None => (diagnostic.as_str(), "the recipient's diagnostic"),
+            };
+            let mut from_text = text_match(own_words, status, source, &mut text_rule);
             // Codes like X.N.0 say little: when the recipient's own lines match no rule, the
             // bounce's overall text may.
             let vague = status.is_none_or(|s| s.detail == 0 && self.rules.decisive(s).is_none());
@@ -888,6 +888,19 @@ fn choose_status(field: Option<StatusCode>, diagnostic: &str) -> Option<StatusCo
         (None, Some(f)) => Some(f),
         (None, None) => StatusCode::find(diagnostic),
     }
+}
+
+/// Postfix's address verification (`reject_unverified_recipient`) refuses with "Recipient address
+/// rejected: undeliverable address: <why>" (or "unverified address:" while the probe is pending):
+/// the why is the probe's own result, a remote's reply or Postfix's own words, and says what the
+/// outer 5.1.1 or 4.1.1 only wraps (a probe refused by a block list proves no unknown user).
+fn probe_result(diagnostic: &str) -> Option<&str> {
+    use std::sync::LazyLock;
+    static PROBE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?i)(?-u:\b)(?:undeliverable|unverified) address: ").expect("valid")
+    });
+    let rest = diagnostic[PROBE.find(diagnostic)?.end()..].trim();
+    (rest.len() > 3).then_some(rest)
 }
 
 /// In a session transcript (`>>> DATA` / `<<< 550 … <address>…`), the command the recipient's
