@@ -42,13 +42,32 @@ pub fn findings(text: &str) -> &str {
 /// The recipients named in `text` (the bounce's own text, see [`findings`]; not those `exclude`
 /// says are senders or system addresses), each with the lines that explain what happened to it.
 pub fn recipients(text: &str, exclude: &dyn Fn(&str) -> bool) -> Vec<ProseRecipient> {
+    // The original's `To:`/`Cc:` quoted in the prose ("Your message To: a; b ... did not reach
+    // the following recipient(s): a ...") names every recipient, failed or not, before the
+    // lines that say what failed: read only when no other line names a recipient.
+    let found = recipients_in(text, exclude, true);
+    if found.is_empty() {
+        recipients_in(text, exclude, false)
+    } else {
+        found
+    }
+}
+
+fn recipients_in(
+    text: &str,
+    exclude: &dyn Fn(&str) -> bool,
+    skip_quoted_to: bool,
+) -> Vec<ProseRecipient> {
     let lines: Vec<&str> = text.lines().collect();
     let mut found: Vec<ProseRecipient> = Vec::new();
     let mut i = 0;
     while i < lines.len() && found.len() < MAX_RECIPIENTS {
         let line = lines[i];
         // Every address has an `@`: a line without one is passed over without a regex.
-        if !line.contains('@') || is_not_about_recipients(line) {
+        if !line.contains('@')
+            || is_not_about_recipients(line)
+            || (skip_quoted_to && is_quoted_to(line))
+        {
             i += 1;
             continue;
         }
@@ -128,6 +147,20 @@ fn is_not_about_recipients(line: &str) -> bool {
             .expect("valid")
     });
     NOT_RECIPIENTS.is_match(line)
+}
+
+/// A quoted `To:`/`Cc:` header line (`  To:      a@b; c@d`).
+fn is_quoted_to(line: &str) -> bool {
+    let trimmed = line.trim_start_matches([' ', '\t', '>']).as_bytes();
+    let field = |name: &[u8]| {
+        trimmed.len() > name.len()
+            && trimmed[..name.len()].eq_ignore_ascii_case(name)
+            && trimmed[name.len()..]
+                .iter()
+                .find(|b| **b != b' ' && **b != b'\t')
+                == Some(&b':')
+    };
+    field(b"to") || field(b"cc")
 }
 
 /// A line that begins, unindented, with an SMTP reply code and a space (`550 ...`).
