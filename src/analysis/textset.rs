@@ -73,7 +73,9 @@ impl FirstMatch {
                 .filter(|lits| !lits.is_empty() && lits.iter().all(|l| !l.as_bytes().is_empty()));
             match usable {
                 // Texts are lower case (`first`'s contract): each literal once, in lower case.
-                Some(lits) if pattern.is_ascii() => {
+                // Non-ASCII literals are bytes that must occur as written (the patterns match
+                // bytes; case folding, where on, is ASCII only), so they serve as well.
+                Some(lits) => {
                     for lit in lits {
                         // A prefix of a prefix still has to occur where the pattern matches; a
                         // short one keeps the automaton small (built at every start), and the
