@@ -20,6 +20,7 @@ mod status;
 mod textset;
 
 use mail_parser::Message;
+use std::borrow::Cow;
 
 pub use mime::parse_mail;
 pub use report::{BounceClass, BounceReason, OriginalMessage, RecipientReport, Report, ReportKind};
@@ -184,7 +185,7 @@ impl Analyzer {
 
     /// A standard DSN: its recipient blocks, classified.
     fn delivery_status(&self, parts: &MailParts) -> Option<Report> {
-        let recipients: Vec<RecipientReport> = parts
+        let blocks: Vec<(Option<String>, dsn::DsnRecipient)> = parts
             .dsn_texts
             .iter()
             .flat_map(|text| {
@@ -195,8 +196,16 @@ impl Analyzer {
                     .into_iter()
                     .map(move |r| (reporting_mta.clone(), r))
             })
+            .collect();
+        let addresses: Vec<String> = blocks
+            .iter()
+            .map(|(_, r)| r.address().unwrap_or_default().to_string())
+            .collect();
+        let recipients: Vec<RecipientReport> = blocks
+            .into_iter()
             .map(|(reporting_mta, r)| {
                 let address = r.address().unwrap_or_default().to_string();
+
                 let mut diagnostic = r.diagnostic.clone().unwrap_or_default();
                 // A multi-line reply's first line states the refusal; the lines after it (only
                 // in the transcript, for Sendmail) are read when it says nothing specific.
@@ -248,6 +257,7 @@ impl Analyzer {
                                     .starts_with("x-unix")
                         }),
                         fields: &r.fields,
+                        recipients: &addresses,
                     },
                     &parts.human_text,
                 )
@@ -348,6 +358,7 @@ impl Analyzer {
         } else {
             "failed"
         };
+        let addresses: Vec<String> = found.iter().map(|f| f.address.clone()).collect();
         let recipients: Vec<RecipientReport> = found
             .into_iter()
             .map(|f| {
@@ -370,6 +381,7 @@ impl Analyzer {
                         reporting_mta: "",
                         local_mailer: false,
                         fields: &[],
+                        recipients: &addresses,
                     },
                     &parts.human_text,
                 )
@@ -456,12 +468,14 @@ impl Analyzer {
             {
                 // The bounce's own words: their start, then (prose in scripts of several bytes a
                 // character fills that quickly) more of them.
-                // Codes the recipient's lines lack, the bounce's words may give.
-                let mut overall = prose::clean(context);
+                // Codes the recipient's lines lack, the bounce's words may give. Not the words
+                // about its other recipients: another's "user unknown" is not this one's.
+                let own = context_of(context, &finding.address, finding.recipients);
+                let mut overall = prose::clean(&own);
                 let code = status.or_else(|| choose_status(None, &overall));
                 from_text = text_match(&overall, code, "the bounce's own text", &mut text_rule);
-                if from_text.is_none() && context.len() > overall.len() {
-                    overall = prose::clean_within(context, MAX_CONTEXT_RULE_TEXT);
+                if from_text.is_none() && own.len() > overall.len() {
+                    overall = prose::clean_within(&own, MAX_CONTEXT_RULE_TEXT);
                     let code = status.or_else(|| choose_status(None, &overall));
                     from_text = text_match(&overall, code, "the bounce's own text", &mut text_rule);
                 }
@@ -749,6 +763,7 @@ impl Analyzer {
                     reporting_mta: "",
                     local_mailer: false,
                     fields: &[],
+                    recipients: &[],
                 },
                 "",
             );
@@ -798,6 +813,7 @@ impl Analyzer {
                         reporting_mta: "",
                         local_mailer: false,
                         fields: &[],
+                        recipients: &[],
                     },
                     "",
                 )
@@ -979,6 +995,8 @@ struct Finding<'a> {
     local_mailer: bool,
     /// The DSN recipient block's fields (names lower case); none for prose.
     fields: &'a [(String, String)],
+    /// Every failed recipient of the report, this one among them.
+    recipients: &'a [String],
 }
 
 fn kind_of(recipients: &[RecipientReport]) -> ReportKind {
@@ -994,6 +1012,45 @@ fn kind_of(recipients: &[RecipientReport]) -> ReportKind {
     } else {
         ReportKind::Bounce
     }
+}
+
+/// The bounce's own text as it concerns `address`: without the blocks that name only another of
+/// its failed recipients (`addresses`), whose words are not this recipient's. A block starts at a
+/// line naming another recipient and ends at a blank line or a line naming this one.
+fn context_of<'t>(text: &'t str, address: &str, addresses: &[String]) -> Cow<'t, str> {
+    let others: Vec<&str> = addresses
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.is_empty() && !a.eq_ignore_ascii_case(address))
+        .collect();
+    if others.is_empty() || !text.contains('@') {
+        return Cow::Borrowed(text);
+    }
+    let names = |line: &str, address: &str| {
+        line.len() >= address.len()
+            && line
+                .as_bytes()
+                .windows(address.len())
+                .any(|w| w.eq_ignore_ascii_case(address.as_bytes()))
+    };
+    let mut kept = String::with_capacity(text.len());
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.contains('@') {
+            if !address.is_empty() && names(line, address) {
+                skipping = false;
+            } else if others.iter().any(|o| names(line, o)) {
+                skipping = true;
+            }
+        } else if line.trim().is_empty() {
+            skipping = false;
+        }
+        if !skipping {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    Cow::Owned(kept)
 }
 
 /// What the human-readable part says about `address`, for DSNs without a diagnostic.
