@@ -203,9 +203,9 @@ impl Analyzer {
             .collect();
         let recipients: Vec<RecipientReport> = blocks
             .into_iter()
-            .map(|(reporting_mta, r)| {
-                let address = r.address().unwrap_or_default().to_string();
-
+            .zip(&addresses)
+            .map(|((reporting_mta, r), address)| {
+                let address = address.clone();
                 let mut diagnostic = r.diagnostic.clone().unwrap_or_default();
                 // A multi-line reply's first line states the refusal; the lines after it (only
                 // in the transcript, for Sendmail) are read when it says nothing specific.
@@ -299,37 +299,28 @@ impl Analyzer {
             }
         }
         if found.is_empty() {
-            // No address in the prose: the returned original names whom it was for.
-            let to = parts
+            // No address in the prose: the returned original names whom it was for; without
+            // one, some gateways name the recipient only in the subject ("Undeliverable mail:
+            // Failed to deliver to <a@b>"). Either way the prose as a whole explains.
+            let mut named: Vec<String> = parts
                 .original
-                .as_ref()
-                .map(|o| o.to.clone())
-                .unwrap_or_default();
-            let text = prose::clean(&parts.human_text);
-            found = to
-                .into_iter()
+                .iter()
+                .flat_map(|o| o.to.iter())
                 .filter(|a| !exclude(a))
-                .map(|address| prose::ProseRecipient {
-                    address,
-                    diagnostic: text.clone(),
-                })
+                .cloned()
                 .collect();
-        }
-        if found.is_empty() {
-            // Neither: some gateways name the recipient only in the subject ("Undeliverable
-            // mail: Failed to deliver to <a@b>"), and explain in the body without naming it.
-            let subject = message.subject().unwrap_or_default();
-            let mut named: Vec<&str> = Vec::new();
-            for address in prose::addresses(subject) {
-                if !exclude(address) && !named.iter().any(|n| n.eq_ignore_ascii_case(address)) {
-                    named.push(address);
+            if named.is_empty() {
+                for address in prose::addresses(message.subject().unwrap_or_default()) {
+                    if !exclude(address) && !named.iter().any(|n| n.eq_ignore_ascii_case(address)) {
+                        named.push(address.to_string());
+                    }
                 }
             }
             let text = prose::clean(&parts.human_text);
             found = named
                 .into_iter()
                 .map(|address| prose::ProseRecipient {
-                    address: address.to_string(),
+                    address,
                     diagnostic: text.clone(),
                 })
                 .collect();
@@ -1026,20 +1017,13 @@ fn context_of<'t>(text: &'t str, address: &str, addresses: &[String]) -> Cow<'t,
     if others.is_empty() || !text.contains('@') {
         return Cow::Borrowed(text);
     }
-    let names = |line: &str, address: &str| {
-        line.len() >= address.len()
-            && line
-                .as_bytes()
-                .windows(address.len())
-                .any(|w| w.eq_ignore_ascii_case(address.as_bytes()))
-    };
     let mut kept = String::with_capacity(text.len());
     let mut skipping = false;
     for line in text.lines() {
         if line.contains('@') {
-            if !address.is_empty() && names(line, address) {
+            if !address.is_empty() && prose::line_names(line, address) {
                 skipping = false;
-            } else if others.iter().any(|o| names(line, o)) {
+            } else if others.iter().any(|o| prose::line_names(line, o)) {
                 skipping = true;
             }
         } else if line.trim().is_empty() {

@@ -151,16 +151,19 @@ fn is_not_about_recipients(line: &str) -> bool {
 
 /// A quoted `To:`/`Cc:` header line (`  To:      a@b; c@d`).
 fn is_quoted_to(line: &str) -> bool {
-    let trimmed = line.trim_start_matches([' ', '\t', '>']).as_bytes();
-    let field = |name: &[u8]| {
-        trimmed.len() > name.len()
-            && trimmed[..name.len()].eq_ignore_ascii_case(name)
-            && trimmed[name.len()..]
-                .iter()
-                .find(|b| **b != b' ' && **b != b'\t')
-                == Some(&b':')
-    };
-    field(b"to") || field(b"cc")
+    static QUOTED_TO: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)^[ \t>]*(?:to|cc)[ \t]*:").expect("valid"));
+    QUOTED_TO.is_match(line)
+}
+
+/// Whether `line` names `address` (ASCII case ignored), anywhere in it; an empty `address` is in
+/// every line, as with `str::contains`.
+pub fn line_names(line: &str, address: &str) -> bool {
+    address.is_empty()
+        || line
+            .as_bytes()
+            .windows(address.len())
+            .any(|w| w.eq_ignore_ascii_case(address.as_bytes()))
 }
 
 /// A line that begins, unindented, with an SMTP reply code and a space (`550 ...`).
@@ -192,11 +195,10 @@ pub fn transcript_lines(text: &str, address: &str) -> String {
         Regex::new(r"(?-u:\b)[45]\d\d(?-u:\b)|(?-u:\b)[45]\.\d{1,3}\.\d{1,3}(?-u:\b)")
             .expect("valid")
     });
-    let lower = address.to_ascii_lowercase();
     let mut out = String::new();
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
-        if line.to_ascii_lowercase().contains(&lower) {
+        if line_names(line, address) {
             for candidate in lines.iter().skip(i).take(3) {
                 if CODE.is_match(candidate) && out.len() < MAX_DIAGNOSTIC {
                     out.push_str(candidate.trim());
