@@ -18,10 +18,11 @@ const MIN_REASON: f64 = 0.93;
 const MIN_STATUS: f64 = 0.95;
 /// Floors on each half of the real-MTA corpus (tests/corpus/realmta): hard/soft on both, the
 /// reason on the design half (rules are written from it) and on the check half (providers whose
-/// refusals no rule was written from; its figure is a measure, the goal is 95%).
+/// mails no rule was written from; their published code tables are rules since session 15, so
+/// the figure also says whether those tables are wired right; the goal is 95%).
 const REALMTA_MIN_HARD_SOFT: f64 = 0.99;
 const REALMTA_MIN_REASON_DESIGN: f64 = 0.90;
-const REALMTA_MIN_REASON_CHECK: f64 = 0.65;
+const REALMTA_MIN_REASON_CHECK: f64 = 0.80;
 
 /// The corpus, or `None` after saying that `test` is skipped because it is absent.
 fn corpus_dir(test: &str) -> Option<PathBuf> {
