@@ -572,12 +572,12 @@ impl Analyzer {
                 );
             }
             // A null MX is the sending MTA's own finding in DNS (RFC 7505); a remote server that
-            // answers it "does not accept mail" refuses this sender, unless it gives a null-MX
-            // code (X.1.10, X.7.27, qmail's X.4.4) or names the null MX.
+            // answers it "does not accept mail" refuses this sender, unless it gives the
+            // recipient's null-MX code (X.1.10, qmail's X.4.4) or names the null MX. X.7.27 is
+            // the *sender's* null MX (RFC 7505): never the recipient's domain.
             if reason == BounceReason::NotAccept
                 && reply_code.is_some()
-                && !status
-                    .is_some_and(|s| matches!((s.subject, s.detail), (1, 10) | (4, 4) | (7, 27)))
+                && !status.is_some_and(|s| matches!((s.subject, s.detail), (1, 10) | (4, 4)))
                 && !names_null_mx(&diagnostic)
             {
                 correct(
